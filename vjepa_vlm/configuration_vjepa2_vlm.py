@@ -1,0 +1,169 @@
+"""Configuration of the V-JEPA 2 video-language model (paper section 7, appendix E).
+
+A `VJEPA2VLMConfig` nests our encoder's `VJEPA2Config` as `vision_config` and any causal-LM config as
+`text_config` (Qwen2 and Llama are tested). Presets give the paper's two setups with the LLMs' published
+hyperparameters, so the real-size models can be built on the `meta` device without downloading anything.
+"""
+
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, LlamaConfig, PreTrainedConfig, Qwen2Config
+from transformers.configuration_utils import SubConfigSpec
+
+from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
+
+# Qwen2-7B-Instruct's config.json (Yang et al., 2024a), the LLM of the controlled setup (appendix E.2).
+QWEN2_7B_INSTRUCT = dict(
+    vocab_size=152064,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    max_position_embeddings=32768,
+    rms_norm_eps=1e-6,
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+    tie_word_embeddings=False,
+)
+
+# Llama-3.1-8B-Instruct's config.json (Grattafiori et al., 2024), the LLM of the scaling setup (appendix E.3).
+LLAMA_31_8B_INSTRUCT = dict(
+    vocab_size=128256,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=131072,
+    rms_norm_eps=1e-5,
+    rope_parameters={
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+    bos_token_id=128000,
+    eos_token_id=[128001, 128008, 128009],
+    tie_word_embeddings=False,
+)
+
+PRESETS: dict[str, dict] = {
+    # Controlled setup: ViT-g at 256, frozen or finetuned, attentive pooler with ratio 4, Qwen2-7B (Table 21).
+    # `<image>`/`<video>` become ids 151646/151647 once added to Qwen2's tokenizer; its 152064-row embedding
+    # already has room for them.
+    "vjepa2-vitg-qwen2-7b": dict(
+        vision_preset="vjepa2-vitg",
+        text_config=QWEN2_7B_INSTRUCT,
+        text_model_type="qwen2",
+        projector_type="attentive_pooler",
+        pooling_ratio=4,
+        image_token_id=151646,
+        video_token_id=151647,
+    ),
+    # Scaling setup: ViT-g at 384 with an MLP projector and no pooling -> 288 tokens per frame, Llama 3.1 8B
+    # (appendix E.3). Like PerceptionLM, the placeholders reuse Llama-3's reserved special tokens 0 and 1 so the
+    # embedding matrix keeps its published size.
+    "vjepa2-vitg384-llama3.1-8b": dict(
+        vision_preset="vjepa2-vitg-384",
+        text_config=LLAMA_31_8B_INSTRUCT,
+        text_model_type="llama",
+        projector_type="mlp",
+        pooling_ratio=1,
+        image_token_id=128002,
+        video_token_id=128003,
+    ),
+}
+_TEXT_CONFIG_CLASSES = {"qwen2": Qwen2Config, "llama": LlamaConfig}
+
+
+@strict(accept_kwargs=True)
+class VJEPA2VLMConfig(PreTrainedConfig):
+    r"""Configuration of [`VJEPA2VLMForConditionalGeneration`].
+
+    Args:
+        vision_config (`VJEPA2Config` or `dict`): the V-JEPA 2 encoder (ViT-L at 256 when omitted).
+        text_config (`PreTrainedConfig` or `dict`): any causal LM config; a dict needs a `model_type`
+            (Qwen2 when omitted).
+        projector_type (`str`): "mlp" (2-layer GELU MLP, one LLM token per patch token: the scaling setup,
+            appendix E.3) or "attentive_pooler" (learnable queries cross-attending to each tubelet's patch
+            tokens, `pooling_ratio` times fewer tokens: the controlled setup, Table 21).
+        pooling_ratio (`int`): patch tokens per LLM token for the attentive pooler (4, 8 or 16 in Table 21);
+            must divide the patch tokens of one tubelet at `vision_config.crop_size`; must be 1 for "mlp".
+        projector_hidden_act (`str`): activation of the MLP projector / pooler MLP.
+        vision_feature_layer (`int` or `list[int]`): encoder block(s) whose outputs feed the projector; -1 is the
+            normalized last layer; several layers are concatenated along channels.
+        image_token_id (`int`): id of the `<image>` placeholder token in the LLM vocabulary.
+        video_token_id (`int`): id of the `<video>` placeholder token.
+        freeze_vision_tower (`bool`): run the encoder without gradients (the "frozen" alignment setup, E.2).
+        tie_word_embeddings (`bool`): tie the LM head to the input embeddings; follows `text_config` when None.
+    """
+
+    model_type = "vjepa2_vlm"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(config_class=VJEPA2Config),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    projector_type: Literal["mlp", "attentive_pooler"] = "mlp"
+    pooling_ratio: int = 1
+    projector_hidden_act: str = "gelu"
+    vision_feature_layer: int | list[int] = -1
+    image_token_id: int = 151646
+    video_token_id: int = 151647
+    freeze_vision_tower: bool = False
+    tie_word_embeddings: bool | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.tie_word_embeddings is None:
+            self.tie_word_embeddings = bool(getattr(self.text_config, "tie_word_embeddings", False))
+
+    def validate_architecture(self):
+        """Cross-field checks, run by `@strict` on construction."""
+        if self.projector_type == "mlp" and self.pooling_ratio != 1:
+            raise ValueError(f"projector_type='mlp' keeps every patch token: pooling_ratio must be 1, got {self.pooling_ratio}")
+        if self.pooling_ratio < 1 or self.patches_per_tubelet % self.pooling_ratio != 0:
+            raise ValueError(
+                f"pooling_ratio={self.pooling_ratio} must be >= 1 and divide the {self.patches_per_tubelet} patch tokens "
+                f"of one tubelet at crop_size={self.vision_config.crop_size}"
+            )
+        if self.image_token_id == self.video_token_id:
+            raise ValueError("image_token_id and video_token_id must differ")
+        for layer in self.feature_layers:
+            if not -self.vision_config.num_hidden_layers <= layer < self.vision_config.num_hidden_layers:
+                raise ValueError(
+                    f"vision_feature_layer {layer} out of range for a {self.vision_config.num_hidden_layers}-layer encoder"
+                )
+
+    @property
+    def feature_layers(self) -> list[int]:
+        layers = self.vision_feature_layer
+        return [layers] if isinstance(layers, int) else list(layers)
+
+    @property
+    def patches_per_tubelet(self) -> int:
+        side = self.vision_config.crop_size // self.vision_config.patch_size
+        return side * side
+
+    @property
+    def tokens_per_tubelet(self) -> int:
+        """LLM tokens produced by one tubelet (two frames, or one image tile) at the crop size."""
+        return self.patches_per_tubelet // self.pooling_ratio
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "VJEPA2VLMConfig":
+        """The paper's controlled ("vjepa2-vitg-qwen2-7b") or scaling ("vjepa2-vitg384-llama3.1-8b") model."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown VLM preset {name!r}; expected one of {sorted(PRESETS)}")
+        preset = dict(PRESETS[name])
+        vision_config = VJEPA2Config.from_preset(preset.pop("vision_preset"))
+        text_config = _TEXT_CONFIG_CLASSES[preset.pop("text_model_type")](**preset.pop("text_config"))
+        return cls(vision_config=vision_config, text_config=text_config, **{**preset, **overrides})
+
+
+__all__ = ["PRESETS", "VJEPA2VLMConfig"]
