@@ -1,0 +1,203 @@
+"""Pretraining clips from a weighted mixture of video and image sources (section 2.2, Table 1).
+
+Every sample is a pure function of (seed, stream position): the source draw, the clip start and the
+crop all come from a generator seeded by them. A run that resumes at the same position therefore sees
+exactly the clips an uninterrupted run would. Unreadable files are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, Sampler
+
+from vjepa_vlm.data.video_io import VideoDecodeError, read_video, sample_frame_indices, video_info
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class SourceArgs:
+    """One data source: a JSONL manifest whose rows name a "video" or an "image" file.
+
+    Args:
+        manifest: JSONL file; each row has "video" or "image" (a path relative to `root`).
+        weight: sampling weight in the mixture (normalized over sources; Table 1 for VideoMix22M).
+        root: directory the paths are relative to (default: the manifest's directory).
+    """
+
+    manifest: str = ""
+    weight: float = 1.0
+    root: str | None = None
+
+
+@dataclass
+class DataArgs:
+    """Data section of a pretraining config.
+
+    Args:
+        sources: the mixture.
+        num_frames: frames per clip (16 primary phase, 64 cooldown; Table 9).
+        fps: frame rate clips are sampled at (Table 9: 4).
+        crop_size: output side length (Table 9: 256; 256/384/512 in cooldown).
+        crop_scale: random-resized-crop area fraction (Table 9: [0.3, 1.0]).
+        crop_aspect_ratio: random-resized-crop aspect ratio (Table 9: [0.75, 1.35]).
+        batch_size: clips per device per micro-batch.
+        num_workers: DataLoader worker processes.
+        max_retries: consecutive unreadable files tolerated for one sample before giving up.
+    """
+
+    sources: list[SourceArgs] = field(default_factory=list)
+    num_frames: int = 16  # Table 9
+    fps: float = 4.0  # Table 9
+    crop_size: int = 256  # Table 9
+    crop_scale: tuple[float, float] = (0.3, 1.0)  # Table 9
+    crop_aspect_ratio: tuple[float, float] = (0.75, 1.35)  # Table 9
+    batch_size: int = 24
+    num_workers: int = 0
+    max_retries: int = 20
+
+    def __post_init__(self):
+        self.crop_scale = tuple(self.crop_scale)
+        self.crop_aspect_ratio = tuple(self.crop_aspect_ratio)
+
+    def validate(self) -> list[str]:
+        errors = []
+        if any(source.weight < 0 for source in self.sources):
+            errors.append("data.sources[*].weight must be >= 0")
+        if self.sources and sum(source.weight for source in self.sources) <= 0:
+            errors.append("data.sources weights must not all be zero")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            errors.append(f"data.crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+        if self.num_frames < 1 or self.crop_size < 1 or self.batch_size < 1:
+            errors.append("data.num_frames, data.crop_size and data.batch_size must be >= 1")
+        if self.fps <= 0:
+            errors.append(f"data.fps must be > 0, got {self.fps}")
+        return errors
+
+
+def read_manifest(path: str | Path, root: str | Path | None = None) -> list[tuple[str, Path]]:
+    """Rows of a JSONL manifest as (kind, absolute path), kind being "video" or "image"."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} does not exist")
+    base = Path(root) if root is not None else path.parent
+    items = []
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        kind = "video" if "video" in row else "image" if "image" in row else None
+        if kind is None:
+            raise ValueError(f"{path}:{line_number}: a row needs a 'video' or 'image' key, got keys {sorted(row)}")
+        items.append((kind, base / row[kind]))
+    if not items:
+        raise ValueError(f"manifest {path} has no rows")
+    return items
+
+
+def random_resized_crop_box(
+    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a crop with area fraction in `scale` and w/h in `ratio` (log-uniform)."""
+    area = height * width
+    for _ in range(10):
+        target_area = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+def crop_and_normalize(
+    frames: np.ndarray, box: tuple[int, int, int, int], crop_size: int
+) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> normalized float (T, 3, crop_size, crop_size)."""
+    top, left, h, w = box
+    clip = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + h, left : left + w])).permute(0, 3, 1, 2)
+    clip = F.interpolate(clip.float() / 255.0, size=(crop_size, crop_size), mode="bilinear", antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (clip - mean) / std
+
+
+def load_frames(kind: str, path: Path, num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """A clip of `num_frames` frames sampled at `fps` from a random start; an image repeated in time."""
+    if kind == "image":
+        with Image.open(path) as image:
+            frame = np.asarray(image.convert("RGB"))
+        return np.repeat(frame[None], num_frames, axis=0)
+    info = video_info(path)
+    span = int(math.ceil((num_frames - 1) * info.fps / fps)) + 1
+    start = int(rng.integers(0, max(1, info.num_frames - span + 1)))
+    indices = sample_frame_indices(info.num_frames, num_frames, mode="fps", video_fps=info.fps, target_fps=fps, start=start)
+    return read_video(path, indices)
+
+
+class PretrainMixture(Dataset):
+    """A stream of augmented clips indexed by stream position (any non-negative int).
+
+    Args:
+        args: the data section (sources, clip shape, crop parameters).
+        seed: base seed; sample `position` is drawn from a generator seeded by (seed, position).
+    """
+
+    def __init__(self, args: DataArgs, seed: int = 0):
+        if not args.sources:
+            raise ValueError("data.sources is empty: give at least one manifest")
+        self.args = args
+        self.seed = seed
+        self.sources = [read_manifest(source.manifest, source.root) for source in args.sources]
+        weights = np.array([source.weight for source in args.sources], dtype=np.float64)
+        self.weights = weights / weights.sum()
+        self.skipped: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return sum(len(items) for items in self.sources)
+
+    def __getitem__(self, position: int) -> dict:
+        rng = np.random.default_rng([self.seed, int(position)])
+        for _ in range(self.args.max_retries):
+            items = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
+            kind, path = items[int(rng.integers(len(items)))]
+            try:
+                frames = load_frames(kind, path, self.args.num_frames, self.args.fps, rng)
+            except (VideoDecodeError, UnidentifiedImageError, OSError, ValueError):
+                self.skipped[str(path)] += 1
+                continue
+            box = random_resized_crop_box(*frames.shape[1:3], self.args.crop_scale, self.args.crop_aspect_ratio, rng)
+            return {"pixel_values": crop_and_normalize(frames, box, self.args.crop_size), "index": int(position)}
+        raise RuntimeError(
+            f"{self.args.max_retries} consecutive unreadable files at stream position {position}; "
+            f"skipped so far: {dict(self.skipped.most_common(5))}"
+        )
+
+
+class StreamPositionSampler(Sampler[int]):
+    """Endless stream positions start+rank, start+rank+world, ...; a resumed run passes its position.
+
+    Args:
+        start: global samples already consumed.
+        rank, world_size: this process's share of the stream.
+    """
+
+    def __init__(self, start: int = 0, rank: int = 0, world_size: int = 1):
+        self.start, self.rank, self.world_size = start, rank, world_size
+
+    def __iter__(self):
+        position = self.start + self.rank
+        while True:
+            yield position
+            position += self.world_size

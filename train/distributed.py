@@ -1,0 +1,73 @@
+"""Build the accelerate `Accelerator` for a run: DDP or DeepSpeed, CPU or GPU.
+
+On CPU the process group uses gloo (NCCL needs GPUs) and DeepSpeed needs `DS_ACCELERATOR=cpu` set
+before it is imported; on GPU, bf16 autocast is the default mixed precision.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+
+
+@dataclass
+class DistributedArgs:
+    """Distributed section of a training config.
+
+    Args:
+        backend: "ddp" (plain data parallel, also single process) or "deepspeed".
+        mixed_precision: "auto" (bf16 on GPU, none on CPU), "bf16", "fp16" or "no".
+        zero_stage: DeepSpeed ZeRO stage when backend is "deepspeed".
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        cpu: force CPU even when a GPU is visible.
+    """
+
+    backend: str = "ddp"
+    mixed_precision: str = "auto"
+    zero_stage: int = 1
+    gradient_accumulation_steps: int = 1
+    cpu: bool = False
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.backend not in ("ddp", "deepspeed"):
+            errors.append(f"distributed.backend must be 'ddp' or 'deepspeed', got {self.backend!r}")
+        if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
+            errors.append(f"distributed.mixed_precision must be auto|bf16|fp16|no, got {self.mixed_precision!r}")
+        if self.zero_stage not in (0, 1, 2, 3):
+            errors.append(f"distributed.zero_stage must be 0-3, got {self.zero_stage}")
+        if self.gradient_accumulation_steps < 1:
+            errors.append("distributed.gradient_accumulation_steps must be >= 1")
+        return errors
+
+
+def resolve_mixed_precision(args: DistributedArgs, on_gpu: bool) -> str:
+    if args.mixed_precision == "auto":
+        return "bf16" if on_gpu else "no"
+    return args.mixed_precision
+
+
+def build_accelerator(args: DistributedArgs, grad_clip: float = 0.0) -> Accelerator:
+    """An Accelerator configured from `args`; `grad_clip` is passed to DeepSpeed, which clips itself."""
+    on_gpu = torch.cuda.is_available() and not args.cpu
+    kwargs_handlers = [] if on_gpu else [InitProcessGroupKwargs(backend="gloo")]
+    deepspeed_plugin = None
+    if args.backend == "deepspeed":
+        if not on_gpu:
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        deepspeed_plugin = DeepSpeedPlugin(
+            zero_stage=args.zero_stage,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            gradient_clipping=grad_clip or None,
+        )
+    return Accelerator(
+        cpu=not on_gpu,
+        mixed_precision=resolve_mixed_precision(args, on_gpu),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        deepspeed_plugin=deepspeed_plugin,
+        kwargs_handlers=kwargs_handlers,
+    )
