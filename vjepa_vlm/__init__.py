@@ -1,3 +1,17 @@
-"""vjepa-vlm: V-JEPA 2 encoders, pretraining, probes and VLM alignment as Hugging Face models."""
+"""vjepa-vlm: V-JEPA 2 encoders, pretraining, probes and VLM alignment as Hugging Face models.
+
+Importing the package registers our V-JEPA 2 classes for model type "vjepa2" with transformers' Auto classes, so
+`AutoModel.from_pretrained(dir)` returns our `VJEPA2Model` (a drop-in for transformers' own).
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from vjepa_vlm.configuration_vjepa2 import PRESETS, VJEPA2Config
+from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, VJEPA2ModelOutput, VJEPA2PreTrainedModel
 
 __version__ = "0.1.0"
+
+AutoConfig.register("vjepa2", VJEPA2Config, exist_ok=True)
+AutoModel.register(VJEPA2Config, VJEPA2Model, exist_ok=True)
+
+__all__ = ["PRESETS", "VJEPA2Config", "VJEPA2Model", "VJEPA2ModelOutput", "VJEPA2PreTrainedModel"]
