@@ -24,6 +24,8 @@ class DistributedArgs:
         zero_stage: DeepSpeed ZeRO stage when backend is "deepspeed".
         gradient_accumulation_steps: micro-batches per optimizer step.
         cpu: force CPU even when a GPU is visible.
+        deepspeed_config: optional DeepSpeed JSON file (e.g. `train/deepspeed_zero3.json`); when set it
+            replaces `zero_stage` and its "auto" values are filled in from the run.
     """
 
     backend: str = "ddp"
@@ -31,6 +33,7 @@ class DistributedArgs:
     zero_stage: int = 1
     gradient_accumulation_steps: int = 1
     cpu: bool = False
+    deepspeed_config: str | None = None
 
     def validate(self) -> list[str]:
         errors = []
@@ -51,23 +54,36 @@ def resolve_mixed_precision(args: DistributedArgs, on_gpu: bool) -> str:
     return args.mixed_precision
 
 
-def build_accelerator(args: DistributedArgs, grad_clip: float = 0.0) -> Accelerator:
-    """An Accelerator configured from `args`; `grad_clip` is passed to DeepSpeed, which clips itself."""
+def build_accelerator(args: DistributedArgs, grad_clip: float = 0.0, **accelerator_kwargs) -> Accelerator:
+    """An Accelerator configured from `args`; `grad_clip` is passed to DeepSpeed, which clips itself.
+
+    `accelerator_kwargs` (e.g. `log_with`, `project_dir`) go to `Accelerator` unchanged.
+    """
     on_gpu = torch.cuda.is_available() and not args.cpu
     kwargs_handlers = [] if on_gpu else [InitProcessGroupKwargs(backend="gloo")]
     deepspeed_plugin = None
     if args.backend == "deepspeed":
         if not on_gpu:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
-        deepspeed_plugin = DeepSpeedPlugin(
-            zero_stage=args.zero_stage,
-            gradient_accumulation_steps=args.gradient_accumulation_steps,
-            gradient_clipping=grad_clip or None,
-        )
+        if args.deepspeed_config:
+            deepspeed_plugin = DeepSpeedPlugin(
+                hf_ds_config=args.deepspeed_config,
+                gradient_accumulation_steps=args.gradient_accumulation_steps,
+                gradient_clipping=grad_clip,
+            )
+        else:
+            deepspeed_plugin = DeepSpeedPlugin(
+                zero_stage=args.zero_stage,
+                gradient_accumulation_steps=args.gradient_accumulation_steps,
+                gradient_clipping=grad_clip or None,
+                # ZeRO-3 shards the weights; gather them so checkpoints are loadable HF directories.
+                zero3_save_16bit_model=args.zero_stage == 3,
+            )
     return Accelerator(
         cpu=not on_gpu,
         mixed_precision=resolve_mixed_precision(args, on_gpu),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         deepspeed_plugin=deepspeed_plugin,
         kwargs_handlers=kwargs_handlers,
+        **accelerator_kwargs,
     )
