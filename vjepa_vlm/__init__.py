@@ -15,3 +15,16 @@ AutoConfig.register("vjepa2", VJEPA2Config, exist_ok=True)
 AutoModel.register(VJEPA2Config, VJEPA2Model, exist_ok=True)
 
 __all__ = ["PRESETS", "VJEPA2Config", "VJEPA2Model", "VJEPA2ModelOutput", "VJEPA2PreTrainedModel"]
+
+# Video-language model (issue 5): model type "vjepa2_vlm" for AutoConfig / AutoModel(ForImageTextToText) / AutoProcessor.
+from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
+
+from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig  # noqa: E402
+from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration, VJEPA2VLMModel  # noqa: E402
+from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor  # noqa: E402
+
+AutoConfig.register("vjepa2_vlm", VJEPA2VLMConfig, exist_ok=True)
+AutoModel.register(VJEPA2VLMConfig, VJEPA2VLMModel, exist_ok=True)
+AutoModelForImageTextToText.register(VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(VJEPA2VLMConfig, VJEPA2VLMProcessor, exist_ok=True)
+__all__ += ["VJEPA2VLMConfig", "VJEPA2VLMForConditionalGeneration", "VJEPA2VLMModel", "VJEPA2VLMProcessor"]

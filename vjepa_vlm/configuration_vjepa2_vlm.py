@@ -50,7 +50,28 @@ LLAMA_31_8B_INSTRUCT = dict(
     tie_word_embeddings=False,
 )
 
+# Tiny LLMs for CPU tests and the tiny recipe: vocabulary of `vjepa_vlm.data.tokenizer.train_tiny_tokenizer`
+# (<image> = 3, <video> = 4 are its fourth and fifth special tokens).
+_TINY_TEXT = dict(
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=2048,
+    tie_word_embeddings=False,
+)
+
 PRESETS: dict[str, dict] = {
+    "vjepa2-tiny-qwen2": dict(
+        vision_preset="vjepa2-tiny", text_config=_TINY_TEXT, text_model_type="qwen2", projector_type="mlp",
+        pooling_ratio=1, image_token_id=3, video_token_id=4,
+    ),
+    "vjepa2-tiny-llama": dict(
+        vision_preset="vjepa2-tiny", text_config=_TINY_TEXT, text_model_type="llama", projector_type="attentive_pooler",
+        pooling_ratio=4, image_token_id=3, video_token_id=4,
+    ),
     # Controlled setup: ViT-g at 256, frozen or finetuned, attentive pooler with ratio 4, Qwen2-7B (Table 21).
     # `<image>`/`<video>` become ids 151646/151647 once added to Qwen2's tokenizer; its 152064-row embedding
     # already has room for them.
@@ -156,13 +177,17 @@ class VJEPA2VLMConfig(PreTrainedConfig):
         return self.patches_per_tubelet // self.pooling_ratio
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "VJEPA2VLMConfig":
-        """The paper's controlled ("vjepa2-vitg-qwen2-7b") or scaling ("vjepa2-vitg384-llama3.1-8b") model."""
+    def from_preset(
+        cls, name: str, vision_overrides: dict | None = None, text_overrides: dict | None = None, **overrides
+    ) -> "VJEPA2VLMConfig":
+        """The paper's controlled ("vjepa2-vitg-qwen2-7b") or scaling ("vjepa2-vitg384-llama3.1-8b") model, or a
+        tiny one; `vision_overrides` / `text_overrides` update the sub-configs, other keywords the VLM fields."""
         if name not in PRESETS:
             raise ValueError(f"unknown VLM preset {name!r}; expected one of {sorted(PRESETS)}")
         preset = dict(PRESETS[name])
-        vision_config = VJEPA2Config.from_preset(preset.pop("vision_preset"))
-        text_config = _TEXT_CONFIG_CLASSES[preset.pop("text_model_type")](**preset.pop("text_config"))
+        vision_config = VJEPA2Config.from_preset(preset.pop("vision_preset"), **(vision_overrides or {}))
+        text_kwargs = {**preset.pop("text_config"), **(text_overrides or {})}
+        text_config = _TEXT_CONFIG_CLASSES[preset.pop("text_model_type")](**text_kwargs)
         return cls(vision_config=vision_config, text_config=text_config, **{**preset, **overrides})
 
 
