@@ -60,7 +60,9 @@ def build_accelerator(args: DistributedArgs, grad_clip: float = 0.0, **accelerat
     `accelerator_kwargs` (e.g. `log_with`, `project_dir`) go to `Accelerator` unchanged.
     """
     on_gpu = torch.cuda.is_available() and not args.cpu
-    kwargs_handlers = [] if on_gpu else [InitProcessGroupKwargs(backend="gloo")]
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # A gloo backend makes accelerate set up a process group, so it is only named for multi-process CPU runs.
+    kwargs_handlers = [InitProcessGroupKwargs(backend="gloo")] if launched and not on_gpu else []
     deepspeed_plugin = None
     if args.backend == "deepspeed":
         if not on_gpu:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vjepa_vlm.modeling_vjepa2 import gather_tokens
+
 
 def weight_decay_param_groups(model: nn.Module, lr_scale: float = 1.0) -> list[dict]:
     """Two AdamW groups: biases and 1-D parameters (norms, tokens of shape (D,)) get no weight decay.
@@ -42,11 +44,6 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     torch._foreach_lerp_(target_params, [p.detach() for p in online_params], 1.0 - momentum)
 
 
-def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """Select tokens (B, N, D) at indices (B, K) -> (B, K, D)."""
-    return torch.gather(tokens, 1, indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-
-
 def jepa_l1_loss(predictions: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
     """Mean absolute error per mask config, averaged over configs."""
     if len(predictions) != len(targets) or not predictions:
@@ -63,7 +60,8 @@ class VJEPA2Pretrainer(nn.Module):
 
     Args:
         model: a `VJEPA2Model` with `.encoder(pixel_values, context_indices)` and
-            `.predictor(context_tokens, context_indices, target_indices, grid_size)`.
+            `.predictor(context_tokens, context_indices, target_indices, grid_size, mask_index)`; each
+            mask config gets its own learnable mask token, as in the reference implementation.
     """
 
     def __init__(self, model: nn.Module):
@@ -99,11 +97,11 @@ class VJEPA2Pretrainer(nn.Module):
         """
         targets_full, raw_targets = self.target_features(pixel_values)
         predictions, targets, context_std = [], [], []
-        for mask in masks:
+        for mask_index, mask in enumerate(masks):
             context_indices, target_indices = mask["context_indices"], mask["target_indices"]
             encoded = self.online.encoder(pixel_values, context_indices=context_indices)
             predicted = self.online.predictor(
-                encoded.last_hidden_state, context_indices, target_indices, encoded.grid_size
+                encoded.last_hidden_state, context_indices, target_indices, encoded.grid_size, mask_index=mask_index
             )
             predictions.append(predicted)
             targets.append(gather_tokens(targets_full, target_indices))

@@ -1,0 +1,143 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from vjepa_vlm.data.pretrain_dataset import DataArgs, PretrainMixture, SourceArgs
+from vjepa_vlm.data.video_io import write_video
+from vjepa_vlm.train.checkpoint import latest_checkpoint
+from vjepa_vlm.train.config import load_config
+from vjepa_vlm.train.pretrain import TINY_RECIPE, PretrainConfig, train
+from vjepa_vlm.vision.masking import MultiBlockMaskGenerator
+from vjepa_vlm.vision.pretraining import VJEPA2Pretrainer, ema_update
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def tiny_sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(4):
+        frames = np.zeros((12, 32, 32, 3), dtype=np.uint8)
+        for t in range(12):
+            frames[t, 8:16, (2 * t + i) % 24 : (2 * t + i) % 24 + 8] = 200
+        frames += rng.integers(0, 30, size=frames.shape, dtype=np.uint8)
+        write_video(root / f"v{i}.mp4", frames, fps=8)
+        rows.append({"video": f"v{i}.mp4"})
+    (root / "broken.mp4").write_bytes(b"not a video")
+    rows.append({"video": "broken.mp4"})
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return [SourceArgs(manifest=str(root / "train.jsonl"))]
+
+
+def _config(run_dir, sources, *overrides):
+    base = [
+        "model.preset=vjepa2-tiny",
+        "model.config_overrides={patch_size: 8, hidden_size: 48, num_hidden_layers: 2, pred_hidden_size: 24}",
+        "data.num_frames=4",
+        "data.crop_size=32",
+        "data.batch_size=2",
+        "optim.warmup_steps=1",
+        "optim.decay_steps=2",
+        "optim.lr=1e-3",
+        "optim.ema=0.9",
+        "optim.final_ema=0.9",
+        "steps=4",
+        "log_every=100",
+        f"checkpoint.dir={run_dir}",
+        "checkpoint.every_steps=2",
+    ]
+    config = load_config(PretrainConfig, overrides=base + list(overrides))
+    config.data.sources = sources
+    return config
+
+
+def _losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_objective_gives_gradients_to_online_model_only_and_ema_moves_target():
+    torch.manual_seed(0)
+    config = VJEPA2Config.from_preset("vjepa2-tiny", patch_size=8, hidden_size=48, num_hidden_layers=2, pred_hidden_size=24)
+    pretrainer = VJEPA2Pretrainer(VJEPA2Model(config))
+    pixel_values = torch.randn(2, 4, 3, 32, 32)
+    masks = MultiBlockMaskGenerator((2, 4, 4))(2, torch.Generator().manual_seed(0))
+    outputs = pretrainer(pixel_values, masks)
+    outputs["loss"].backward()
+    assert torch.isfinite(outputs["loss"]) and outputs["target_std"] > 0
+    used = [n for n, p in pretrainer.online.named_parameters() if "mask_tokens" not in n]
+    assert all(pretrainer.online.get_parameter(n).grad is not None for n in used)
+    assert all(p.grad is None for p in pretrainer.target.parameters())
+
+    before = [p.clone() for p in pretrainer.target.encoder.parameters()]
+    with torch.no_grad():
+        for p in pretrainer.online.encoder.parameters():
+            p.add_(1.0)
+    pretrainer.update_target(0.75)
+    for old, new, online in zip(before, pretrainer.target.encoder.parameters(), pretrainer.online.encoder.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * online)
+
+
+def test_ema_update_rejects_mismatched_models():
+    with pytest.raises(ValueError, match="parameters"):
+        ema_update(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)), 0.5)
+
+
+def test_mixture_samples_are_deterministic_and_broken_files_are_skipped(tiny_sources):
+    args = DataArgs(sources=tiny_sources, num_frames=4, crop_size=32)
+    dataset = PretrainMixture(args, seed=0)
+    clips = [dataset[i]["pixel_values"] for i in range(12)]
+    assert clips[0].shape == (4, 3, 32, 32)
+    assert torch.equal(PretrainMixture(args, seed=0)[3]["pixel_values"], clips[3])
+    assert sum(dataset.skipped.values()) > 0 and all("broken" in k for k in dataset.skipped)
+
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_matches_uninterrupted_run(tmp_path, tiny_sources):
+    straight = train(_config(tmp_path / "straight", tiny_sources))
+    train(_config(tmp_path / "resumed", tiny_sources, "stop_at_step=2"))
+    assert latest_checkpoint(tmp_path / "resumed").name == "step_00000002"
+    resumed = train(_config(tmp_path / "resumed", tiny_sources))
+
+    assert len(_losses(straight)) == 4
+    np.testing.assert_allclose(_losses(resumed), _losses(straight), rtol=1e-6)
+    final_a = VJEPA2Model.from_pretrained(latest_checkpoint(straight) / "target")
+    final_b = VJEPA2Model.from_pretrained(latest_checkpoint(resumed) / "target")
+    for (name, a), b in zip(final_a.state_dict().items(), final_b.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert (straight / "loss_curve.png").is_file()
+    rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["skipped_files"] >= 0 and rows[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_resume_dir_of_another_architecture_is_refused(tmp_path, tiny_sources):
+    train(_config(tmp_path / "run", tiny_sources, "steps=4", "stop_at_step=1", "checkpoint.every_steps=1"))
+    wider = _config(tmp_path / "run", tiny_sources, "model.config_overrides={patch_size: 8, hidden_size: 96, num_hidden_layers: 2, pred_hidden_size: 24}")
+    with pytest.raises(ValueError, match="different architecture"):
+        train(wider)
+
+
+def test_progressive_resolution_cooldown_starts_from_constant_phase_weights(tmp_path, tiny_sources):
+    first = train(_config(tmp_path / "constant", tiny_sources, "stop_at_step=1"))
+    cooldown = _config(
+        tmp_path / "cooldown", tiny_sources, "data.num_frames=8", "data.crop_size=48", "steps=1",
+        "optim.warmup_steps=0", "optim.decay_steps=1", f"checkpoint.init_from={latest_checkpoint(first)}",
+    )
+    train(cooldown)
+    assert latest_checkpoint(tmp_path / "cooldown").name == "step_00000001"
+
+
+def test_config_errors_say_what_to_fix(tmp_path, tiny_sources):
+    with pytest.raises(ValueError, match=r"warmup_steps \(1\) \+ optim.decay_steps \(9\) exceed steps"):
+        train(_config(tmp_path / "bad", tiny_sources, "optim.decay_steps=9"))
+    with pytest.raises(ValueError, match="crop_size=30 must be a multiple of patch_size=8"):
+        train(_config(tmp_path / "bad", tiny_sources, "data.crop_size=30"))
+
+
+def test_tiny_recipe_loads_and_validates():
+    config = load_config(PretrainConfig, TINY_RECIPE)
+    assert config.model.preset == "vjepa2-tiny" and config.validate() == []

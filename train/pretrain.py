@@ -1,0 +1,268 @@
+"""V-JEPA 2 self-supervised pretraining entry point.
+
+    accelerate launch train/pretrain.py --config train/recipes/pretrain_vitl.yaml [key=value ...]
+    python train/pretrain.py            # the tiny CPU recipe on the synthetic world (generated if absent)
+
+The run directory (`checkpoint.dir`) receives `metrics.jsonl` (one row per step: loss, lr, weight
+decay, EMA momentum, feature std of target and context, skipped files), `loss_curve.png`, and
+checkpoints whose `online/` and `target/` folders load with `VJEPA2Model.from_pretrained`; `target/`
+holds the EMA encoder, the one to probe. A cooldown run (progressive resolution) sets
+`checkpoint.init_from` to a constant-phase checkpoint and changes `data.num_frames` / `data.crop_size`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from vjepa_vlm.data.pretrain_dataset import DataArgs, PretrainMixture, SourceArgs, StreamPositionSampler
+from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
+from vjepa_vlm.train.config import load_config, save_config, validate_config
+from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator
+from vjepa_vlm.train.loss_curve import write_loss_curve
+from vjepa_vlm.vision.masking import MaskArgs, MultiBlockMaskCollator, grid_size_for
+from vjepa_vlm.vision.pretraining import VJEPA2Pretrainer, weight_decay_param_groups
+from vjepa_vlm.vision.schedules import OptimArgs, OptimizerScheduler, ema_at, lr_at, weight_decay_at
+
+TINY_RECIPE = Path(__file__).resolve().parent / "recipes" / "pretrain_tiny.yaml"
+MODEL_NAMES = ("online", "target")
+
+
+@dataclass
+class ModelArgs:
+    """Model section.
+
+    Args:
+        preset: a `VJEPA2Config.from_preset` name.
+        config_overrides: fields that replace the preset's (e.g. {"patch_size": 8}).
+        gradient_checkpointing: recompute encoder blocks in backward to save memory.
+    """
+
+    preset: str = "vjepa2-tiny"
+    config_overrides: dict = field(default_factory=dict)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class SyntheticWorldArgs:
+    """Where the synthetic world lives; generated there when `data.sources` is empty and it is absent.
+
+    Args:
+        dir: world directory (manifests under `<dir>/train/`).
+        seed: generation seed.
+    """
+
+    dir: str = "runs/synthetic_world"
+    seed: int = 0
+
+
+@dataclass
+class PretrainConfig:
+    """Top-level pretraining config.
+
+    Args:
+        steps: total optimizer steps of the schedule.
+        stop_at_step: end this job early at this step (schedules still follow `steps`); for time-sliced
+            jobs that resume later.
+        seed: seed of model init, data stream and masks.
+        log_every: print a metrics line every this many steps (every step is written to metrics.jsonl).
+    """
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    mask: MaskArgs = field(default_factory=MaskArgs)
+    optim: OptimArgs = field(default_factory=OptimArgs)
+    checkpoint: CheckpointArgs = field(default_factory=CheckpointArgs)
+    distributed: DistributedArgs = field(default_factory=DistributedArgs)
+    synthetic_world: SyntheticWorldArgs = field(default_factory=SyntheticWorldArgs)
+    steps: int = 100
+    stop_at_step: int | None = None
+    seed: int = 0
+    log_every: int = 10
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.steps < 1:
+            errors.append(f"steps must be >= 1, got {self.steps}")
+        if self.optim.schedule == "wsd" and self.optim.warmup_steps + self.optim.decay_steps > self.steps:
+            errors.append(
+                f"optim.warmup_steps ({self.optim.warmup_steps}) + optim.decay_steps ({self.optim.decay_steps}) "
+                f"exceed steps ({self.steps}); shorten them or raise steps"
+            )
+        if self.stop_at_step is not None and not 0 < self.stop_at_step <= self.steps:
+            errors.append(f"stop_at_step must be in [1, steps={self.steps}], got {self.stop_at_step}")
+        try:
+            config = build_model_config(self.model)
+            grid_size_for(self.data.num_frames, self.data.crop_size, config.tubelet_size, config.patch_size)
+        except (ValueError, TypeError) as error:
+            errors.append(f"model/data: {error}")
+        return errors
+
+
+def build_model_config(args: ModelArgs) -> VJEPA2Config:
+    return VJEPA2Config.from_preset(args.preset, **args.config_overrides)
+
+
+def synthetic_world_sources(world_dir: Path) -> list[SourceArgs]:
+    """Pretraining sources of the synthetic world: its training videos and images, labels unused."""
+    train = world_dir / "train"
+    names = ("motion_classification.jsonl", "appearance_classification.jsonl", "image_classification.jsonl")
+    return [SourceArgs(manifest=str(train / name), root=str(world_dir)) for name in names if (train / name).is_file()]
+
+
+def ensure_synthetic_world(args: SyntheticWorldArgs) -> Path:
+    world_dir = Path(args.dir)
+    if not (world_dir / "meta.json").is_file():
+        from vjepa_vlm.data.synthetic_world import generate_world
+
+        generate_world(world_dir, seed=args.seed)
+    return world_dir
+
+
+def append_metrics(path: Path, row: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows after `step`, so a resumed run's log continues the same curve without duplicates."""
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in rows))
+
+
+def train(config: PretrainConfig) -> Path:
+    """Run (or resume) pretraining; return the run directory."""
+    validate_config(config)
+    accelerator = build_accelerator(config.distributed, config.optim.grad_clip)
+    run_dir = Path(config.checkpoint.dir)
+    if not config.data.sources:
+        if accelerator.is_main_process:
+            ensure_synthetic_world(config.synthetic_world)
+        accelerator.wait_for_everyone()
+        config.data.sources = synthetic_world_sources(Path(config.synthetic_world.dir))
+
+    set_seed(config.seed)
+    model_config = build_model_config(config.model)
+    model = VJEPA2Model(model_config)
+    if config.model.gradient_checkpointing:
+        model.encoder.set_grad_checkpointing(True)
+    pretrainer = VJEPA2Pretrainer(model)
+    models = {"online": pretrainer.online, "target": pretrainer.target}
+    optimizer = torch.optim.AdamW(
+        weight_decay_param_groups(pretrainer.online), betas=config.optim.betas, eps=config.optim.eps
+    )
+    scheduler = OptimizerScheduler(
+        optimizer,
+        lambda step: lr_at(config.optim, step, config.steps),
+        lambda step: weight_decay_at(config.optim, step, config.steps),
+    )
+
+    step, position = 0, 0
+    resume_from = latest_checkpoint(run_dir) if config.checkpoint.resume else None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, models, optimizer, scheduler)
+        step, position = state["step"], state["position"]
+        accelerator.print(f"resumed from {resume_from} at step {step}")
+    elif config.checkpoint.init_from:
+        for name, module in models.items():
+            load_model_weights(module, Path(config.checkpoint.init_from) / name)
+        accelerator.print(f"initialized weights from {config.checkpoint.init_from}")
+
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        truncate_metrics(run_dir / "metrics.jsonl", step)
+
+    grid = grid_size_for(config.data.num_frames, config.data.crop_size, model_config.tubelet_size, model_config.patch_size)
+    dataset = PretrainMixture(config.data, seed=config.seed)
+    sampler = StreamPositionSampler(position, accelerator.process_index, accelerator.num_processes)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.data.batch_size,
+        sampler=sampler,
+        num_workers=config.data.num_workers,
+        collate_fn=MultiBlockMaskCollator(grid, config.mask.configs, seed=config.seed),
+    )
+    if accelerator.state.deepspeed_plugin is not None:
+        # DeepSpeed reads the micro-batch size from a prepared DataLoader; ours stays unprepared (its
+        # sampler already shards the stream by rank), so the size is given explicitly.
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.data.batch_size
+    wrapped, optimizer = accelerator.prepare(pretrainer, optimizer)
+    samples_per_batch = config.data.batch_size * accelerator.num_processes
+    last_step = config.stop_at_step or config.steps
+    started = time.time()
+
+    for batch in loader:
+        if step >= last_step:
+            break
+        with accelerator.accumulate(wrapped):
+            pixel_values = batch["pixel_values"].to(accelerator.device)
+            masks = [{k: v.to(accelerator.device) for k, v in mask.items()} for mask in batch["masks"]]
+            with accelerator.autocast():
+                outputs = wrapped(pixel_values, masks)
+            accelerator.backward(outputs["loss"])
+            if accelerator.sync_gradients and config.optim.grad_clip > 0:
+                accelerator.clip_grad_norm_(pretrainer.online.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        position += samples_per_batch
+        if not accelerator.sync_gradients:
+            continue
+        momentum = ema_at(config.optim, step, config.steps)
+        pretrainer.update_target(momentum)
+        step += 1
+        row = {
+            "step": step,
+            "loss": accelerator.gather(outputs["loss"].detach()).mean().item(),
+            "lr": optimizer.param_groups[0]["lr"],
+            "weight_decay": optimizer.param_groups[0]["weight_decay"],
+            "ema": momentum,
+            "target_std": outputs["target_std"].item(),
+            "context_std": outputs["context_std"].item(),
+            "skipped_files": sum(dataset.skipped.values()),
+            "elapsed_s": round(time.time() - started, 2),
+        }
+        scheduler.step()
+        if accelerator.is_main_process:
+            append_metrics(run_dir / "metrics.jsonl", row)
+            if step % config.log_every == 0 or step == last_step:
+                accelerator.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if step % config.checkpoint.every_steps == 0 or step == last_step:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                pretrainer.sync_target_predictor()
+                save_checkpoint(
+                    run_dir, step, models, optimizer, scheduler, {"position": position}, config, config.checkpoint.keep_last
+                )
+
+    if accelerator.is_main_process and (run_dir / "metrics.jsonl").is_file():
+        if len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 2:
+            write_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
+    accelerator.wait_for_everyone()
+    return run_dir
+
+
+def parse_args(argv: list[str] | None = None) -> PretrainConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=None, help=f"recipe YAML (default: {TINY_RECIPE.name})")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-3 steps=50")
+    args = parser.parse_args(argv)
+    return load_config(PretrainConfig, args.config or TINY_RECIPE, args.overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
