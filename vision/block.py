@@ -55,7 +55,7 @@ class VJEPA2Block(GradientCheckpointingLayer):
         hidden_size: token width.
         num_heads: attention heads.
         mlp_ratio: MLP inner width / `hidden_size`.
-        depth_index: 1-based position of the block in its stack; scales the init of the residual projections.
+        depth_index: 1-based position of the block in its stack; scales the init of its residual projections.
         qkv_bias: bias on the query/key/value projections.
         layer_norm_eps: LayerNorm epsilon.
         drop_path: stochastic-depth probability of this block.
@@ -76,12 +76,14 @@ class VJEPA2Block(GradientCheckpointingLayer):
         hidden_act: str = "gelu",
     ):
         super().__init__()
-        self.depth_index = depth_index
         self.norm1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.attention = RopeSelfAttention(hidden_size, num_heads, qkv_bias=qkv_bias, dropout=attention_dropout)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.mlp = MLP(hidden_size, mlp_ratio, hidden_act)
+        # Read by the model's weight init: the reference scales residual output projections by 1 / sqrt(2 * depth).
+        for projection in (self.attention.proj, self.mlp.fc2):
+            projection.residual_depth = depth_index
 
     def forward(self, hidden_states: torch.Tensor, rope_cos: torch.Tensor, rope_sin: torch.Tensor) -> torch.Tensor:
         # The tables travel as positional tensors so gradient checkpointing can replay the block with them.

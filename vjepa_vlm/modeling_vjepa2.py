@@ -15,7 +15,6 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
-from vjepa_vlm.vision.block import VJEPA2Block
 from vjepa_vlm.vision.encoder import TubeletEmbedding, VJEPA2VisionEncoder
 from vjepa_vlm.vision.predictor import VJEPA2Predictor, VJEPA2PredictorEmbeddings
 
@@ -80,7 +79,9 @@ class VJEPA2PreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         std = self.config.initializer_range
         if isinstance(module, (nn.Linear, nn.Conv3d)):
-            init.trunc_normal_(module.weight, std=std)
+            # Residual output projections of block l start smaller, by 1 / sqrt(2 l), as in the reference init.
+            depth = getattr(module, "residual_depth", None)
+            init.trunc_normal_(module.weight, std=std if depth is None else std / (2.0 * depth) ** 0.5)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, VJEPA2PredictorEmbeddings):
@@ -88,12 +89,6 @@ class VJEPA2PreTrainedModel(PreTrainedModel):
                 init.zeros_(module.mask_tokens)
             else:
                 init.trunc_normal_(module.mask_tokens, std=std)
-        elif isinstance(module, VJEPA2Block):
-            # Reference init: residual output projections of block l are scaled by 1 / sqrt(2 l) (children are
-            # initialized before their parent, so this runs after the plain Linear init above).
-            scaled = std / (2.0 * module.depth_index) ** 0.5
-            init.trunc_normal_(module.attention.proj.weight, std=scaled)
-            init.trunc_normal_(module.mlp.fc2.weight, std=scaled)
 
 
 class VJEPA2Model(VJEPA2PreTrainedModel):
