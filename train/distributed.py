@@ -82,7 +82,8 @@ def build_accelerator(args: DistributedArgs, grad_clip: float = 0.0, **accelerat
                 zero3_save_16bit_model=args.zero_stage == 3,
             )
     return Accelerator(
-        cpu=not on_gpu,
+        # accelerate silently drops DeepSpeed when cpu=True; without a GPU it runs on CPU regardless.
+        cpu=not on_gpu and deepspeed_plugin is None,
         mixed_precision=resolve_mixed_precision(args, on_gpu),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         deepspeed_plugin=deepspeed_plugin,
