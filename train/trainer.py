@@ -1,0 +1,454 @@
+"""The one VLM trainer behind every stage: accelerate (DDP or DeepSpeed ZeRO-2/3), LoRA, exact resume.
+
+A stage is data: a recipe says which modules train (`stage`), at which learning rates (`optim`),
+on which data, from which directory (`model.init_from`). This module owns the loop:
+
+* global batch = micro batch x processes x gradient accumulation, checked before anything runs;
+* the data order is a pure function of (seed, position), so a resumed run sees the batches an
+  uninterrupted one would, and accelerate's `save_state` restores model, optimizer and RNG per rank;
+* checkpoints are `step_XXXXXXXX/` directories (HF model + sharded training state) renamed into
+  place once complete; the stage output is an HF directory the next stage starts from;
+* every bad input that can be detected before a step (unknown module, other architecture, resume
+  directory of a different world size or recipe) raises before the first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vjepa_vlm.train.checkpoint import CheckpointArgs, checkpoint_root, latest_checkpoint
+from vjepa_vlm.train.config import config_to_dict, save_config, validate_config
+from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator
+from vjepa_vlm.train.handoff import write_stage_output
+from vjepa_vlm.train.stages import LoraArgs, StageArgs, check_module_paths, inject_lora, parameter_groups, set_tunable
+from vjepa_vlm.vision.schedules import OptimizerScheduler, warmup_cosine, warmup_stable_decay
+
+# Keys that may change between an interrupted run and its resumption without changing the recipe.
+RESUMABLE_CHANGES = ("checkpoint.", "logging.", "stop_after", "data.num_workers")
+
+
+@dataclass
+class StageOptimArgs:
+    """AdamW and learning-rate schedule of a VLM stage (controlled setup defaults, appendix E.2).
+
+    Args:
+        lr: peak learning rate (1e-5 in stages 1 / 1.5, 5e-6 in stages 2 / 3: Table 21).
+        final_lr: learning rate at the last step for "cosine" (PerceptionLM decays to lr / 100: Table 22).
+        schedule: "cosine" (stages 1 / 1.5) or "constant" (stages 2 / 3), both after linear warmup.
+        warmup_ratio: warmup as a fraction of the stage's steps (3%, appendix E.2).
+        warmup_steps: absolute warmup length; overrides `warmup_ratio` when >= 0 (Table 22 gives steps).
+        weight_decay: AdamW decoupled weight decay (0.0 in Table 21, 0.05 in Table 22).
+        betas, eps: AdamW moments.
+        grad_clip: max gradient norm (LLaVA-NeXT clips at 1.0); 0 disables clipping.
+    """
+
+    lr: float = 1e-5  # Table 21
+    final_lr: float = 0.0
+    schedule: str = "cosine"  # appendix E.2
+    warmup_ratio: float = 0.03  # appendix E.2
+    warmup_steps: int = -1
+    weight_decay: float = 0.0  # Table 21
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.schedule not in ("cosine", "constant"):
+            errors.append(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.lr <= 0 or self.final_lr < 0:
+            errors.append(f"optim.lr must be > 0 and optim.final_lr >= 0, got {self.lr}, {self.final_lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            errors.append(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        return errors
+
+    def warmup(self, total_steps: int) -> int:
+        return self.warmup_steps if self.warmup_steps >= 0 else math.ceil(self.warmup_ratio * total_steps)
+
+    def lr_fn(self, total_steps: int):
+        warmup = self.warmup(total_steps)
+        if self.schedule == "cosine":
+            return lambda step: warmup_cosine(step, 0.0, self.lr, self.final_lr, warmup, total_steps)
+        return lambda step: warmup_stable_decay(step, 0.0, self.lr, self.lr, warmup, total_steps, 0)
+
+
+@dataclass
+class LoggingArgs:
+    """Progress and metrics.
+
+    Args:
+        tracker: accelerate tracker ("tensorboard", "wandb", ...) or "none"; logs go to `<run dir>/logs`.
+        every_steps: log period in optimizer steps.
+        progress_bar: show a tqdm bar on the main process.
+    """
+
+    tracker: str = "tensorboard"
+    every_steps: int = 1
+    progress_bar: bool = True
+
+
+@dataclass
+class TrainerArgs:
+    """Everything the loop needs besides the model and data (which the stage entry point builds).
+
+    Args:
+        seed: seeds initialization, data order and dropout.
+        steps: optimizer steps of the stage.
+        batch_size: global batch size (256 in the controlled setup, Table 21).
+        micro_batch_size: samples per process per forward pass.
+        stop_after: end this run after this many total steps, checkpointing first (a time-sliced job);
+            0 runs to `steps`.
+        gradient_checkpointing: recompute activations in backward to save memory.
+        max_bad_sample_retries: consecutive unreadable samples tolerated before giving up.
+    """
+
+    seed: int = 0
+    steps: int = 100
+    batch_size: int = 256  # Table 21
+    micro_batch_size: int = 1
+    stop_after: int = 0
+    gradient_checkpointing: bool = False
+    max_bad_sample_retries: int = 16
+    stage: StageArgs = field(default_factory=StageArgs)
+    lora: LoraArgs = field(default_factory=LoraArgs)
+    optim: StageOptimArgs = field(default_factory=StageOptimArgs)
+    distributed: DistributedArgs = field(default_factory=DistributedArgs)
+    checkpoint: CheckpointArgs = field(default_factory=CheckpointArgs)
+    logging: LoggingArgs = field(default_factory=LoggingArgs)
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.steps < 1 or self.batch_size < 1 or self.micro_batch_size < 1:
+            errors.append("steps, batch_size and micro_batch_size must be >= 1")
+        if self.checkpoint.init_from:
+            errors.append("checkpoint.init_from is for pretraining; a VLM stage starts from model.init_from")
+        return errors
+
+
+def gradient_accumulation(batch_size: int, micro_batch_size: int, world_size: int) -> int:
+    """Micro-batches per step so that micro x world x accumulation equals the global batch exactly."""
+    per_step = micro_batch_size * world_size
+    if batch_size % per_step:
+        raise ValueError(
+            f"batch_size={batch_size} is not a multiple of micro_batch_size={micro_batch_size} x "
+            f"{world_size} processes; pick a batch_size divisible by {per_step}"
+        )
+    return batch_size // per_step
+
+
+class ResumableBatchSampler(Sampler):
+    """Per-rank micro-batches as a pure function of (seed, micro-batch position), endless over epochs.
+
+    Each epoch is a seeded permutation cut into global micro-batches (the remainder dropped) and dealt
+    round-robin to ranks; starting at `start` reproduces exactly what an uninterrupted run sees next.
+
+    Args:
+        num_samples: dataset length.
+        micro_batch_size: samples per rank per micro-batch.
+        rank, world_size: this process and the number of processes.
+        seed: data-order seed.
+        start: micro-batches this rank already consumed.
+    """
+
+    def __init__(self, num_samples: int, micro_batch_size: int, rank: int, world_size: int, seed: int, start: int = 0):
+        self.per_epoch = num_samples // (micro_batch_size * world_size)
+        if self.per_epoch == 0:
+            raise ValueError(
+                f"the dataset has {num_samples} samples, fewer than one global micro-batch "
+                f"({micro_batch_size} x {world_size} processes)"
+            )
+        self.micro, self.rank, self.world, self.seed, self.start = micro_batch_size, rank, world_size, seed, start
+        self.num_samples = num_samples
+
+    def __iter__(self):
+        position = self.start
+        while True:
+            epoch, index = divmod(position, self.per_epoch)
+            order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed + epoch))
+            first = (index * self.world + self.rank) * self.micro
+            yield order[first : first + self.micro].tolist()
+            position += 1
+
+
+class SkipBadSamples(Dataset):
+    """Replaces an unreadable sample by the next readable one and records how many were skipped.
+
+    Args:
+        dataset: the wrapped map-style dataset.
+        max_retries: consecutive failures tolerated before the error is raised.
+    """
+
+    def __init__(self, dataset: Dataset, max_retries: int = 16):
+        self.dataset, self.max_retries = dataset, max_retries
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[dict, list[str]]:
+        errors = []
+        for offset in range(self.max_retries + 1):
+            try:
+                return self.dataset[(index + offset) % len(self)], errors
+            except Exception as error:  # noqa: BLE001 - any unreadable sample is skipped, never fatal
+                errors.append(f"sample {(index + offset) % len(self)}: {type(error).__name__}: {error}")
+        raise RuntimeError(f"{self.max_retries + 1} consecutive samples failed to load; last: {errors[-1]}")
+
+
+def collate_counting_skips(collate_fn):
+    """Wrap a collator for `SkipBadSamples` items: the batch gains `skipped` (messages of skipped samples)."""
+
+    def collate(items):
+        batch = collate_fn([sample for sample, _ in items])
+        batch["skipped"] = [message for _, errors in items for message in errors]
+        return batch
+
+    return collate
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume_compatible(checkpoint: Path, config, world_size: int) -> dict:
+    """Raise before any step if `checkpoint` was written by another world size or another recipe."""
+    state_file = checkpoint / "trainer_state.json"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a VLM stage checkpoint (no trainer_state.json)")
+    state = json.loads(state_file.read_text())
+    if state["world_size"] != world_size:
+        raise ValueError(
+            f"cannot resume {checkpoint}: it was written by {state['world_size']} processes, this run has "
+            f"{world_size}; the sharded optimizer state and data order need the same world size. Launch with "
+            f"{state['world_size']} processes or start a new run directory (checkpoint.dir)"
+        )
+    saved = _flatten(yaml.safe_load((checkpoint / "config.yaml").read_text()))
+    current = _flatten(config_to_dict(config))
+    differing = sorted(
+        key
+        for key in saved.keys() | current.keys()
+        if saved.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES)
+    )
+    if differing:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differing[:6])
+        raise ValueError(
+            f"cannot resume {checkpoint}: the recipe changed ({details}). Resume with the same recipe, "
+            "or start a new run directory (checkpoint.dir)"
+        )
+    return state
+
+
+class VLMTrainer:
+    """Trains a VLM stage under accelerate; `train()` returns the stage output directory.
+
+    Args:
+        config: `TrainerArgs` or a stage config extending it (saved whole beside every checkpoint).
+        model: the VLM, on CPU, weights loaded; LoRA is injected here when the recipe asks.
+        dataset: map-style dataset of samples for `collate_fn`.
+        collate_fn: turns a list of samples into model keyword arguments (`labels` included).
+        base_dir: the directory the stage started from, recorded for a "tunable"-only output.
+        save_extras: called with a directory to write beside the model (processor, tokenizer).
+    """
+
+    def __init__(self, config, model, dataset, collate_fn, base_dir: str | None = None, save_extras=None):
+        self.config = self.args = config
+        validate_config(config)
+        self.model, self.base_dir, self.save_extras = model, base_dir, save_extras
+        self.dataset = SkipBadSamples(dataset, self.args.max_bad_sample_retries)
+        self.collate_fn = collate_counting_skips(collate_fn)
+        self.run_dir = Path(self.args.checkpoint.dir)
+
+    def _prepare_model(self) -> list[str]:
+        args = self.args
+        check_module_paths(self.model, args.stage, args.lora)
+        inject_lora(self.model, args.stage, args.lora)
+        trainable = set_tunable(self.model, args.stage, args.lora)
+        if args.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return trainable
+
+    def _build_accelerator(self, world_size: int):
+        args = self.args
+        # Accumulation follows from the global batch; the recipe's own value is not used.
+        self.accumulation = gradient_accumulation(args.batch_size, args.micro_batch_size, world_size)
+        distributed = dataclasses.replace(args.distributed, gradient_accumulation_steps=self.accumulation)
+        tracker = None if args.logging.tracker == "none" else args.logging.tracker
+        accelerator = build_accelerator(
+            distributed, grad_clip=args.optim.grad_clip, log_with=tracker, project_dir=str(self.run_dir / "logs")
+        )
+        if accelerator.state.deepspeed_plugin is not None:
+            # No dataloader goes through `prepare`, so DeepSpeed learns the micro batch from us.
+            accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.micro_batch_size
+        return accelerator
+
+    def train(self) -> Path:
+        args = self.args
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        resume_from = latest_checkpoint(self.run_dir) if args.checkpoint.resume else None
+        state = check_resume_compatible(resume_from, self.config, world_size) if resume_from else {}
+        trainable = self._prepare_model()
+        trainable_numel = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        accelerator = self._build_accelerator(world_size)
+        torch.manual_seed(args.seed)
+        groups = parameter_groups(self.model, args.stage, args.optim.lr, args.optim.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=args.optim.lr, betas=args.optim.betas, eps=args.optim.eps)
+        schedule = OptimizerScheduler(optimizer, args.optim.lr_fn(args.steps), lambda step: args.optim.weight_decay)
+        model, optimizer = accelerator.prepare(self.model, optimizer)
+        schedule.optimizer = optimizer
+        step = 0
+        if resume_from:
+            accelerator.load_state(str(resume_from / "training_state"))
+            step = state["step"]
+            schedule.load_state_dict({"step_count": step})
+            accelerator.print(f"resumed from {resume_from} at step {step}")
+        self._truncate_metrics(accelerator, step)
+        accumulation = self.accumulation
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=ResumableBatchSampler(
+                len(self.dataset), args.micro_batch_size, accelerator.process_index, world_size, args.seed,
+                start=step * accumulation,
+            ),
+            collate_fn=self.collate_fn,
+        )
+        if accelerator.log_with:
+            accelerator.init_trackers(f"stage{args.stage.name}", config=_flatten(config_to_dict(self.config)))
+        accelerator.print(
+            f"stage {args.stage.name}: {len(trainable)} trainable tensors, "
+            f"{trainable_numel:,} trainable parameters; "
+            f"{world_size} processes ({accelerator.distributed_type.value}) x micro batch {args.micro_batch_size} "
+            f"x {accumulation} accumulation"
+        )
+        last = min(args.steps, args.stop_after) if args.stop_after else args.steps
+        self._loop(accelerator, model, optimizer, schedule, iter(loader), step, last, state.get("skipped", 0))
+        if last == args.steps:
+            return self._write_output(accelerator, model)
+        accelerator.end_training()
+        return checkpoint_root(self.run_dir)
+
+    def _loop(self, accelerator, model, optimizer, schedule, batches, step, last, skipped):
+        from tqdm.auto import tqdm
+
+        args = self.args
+        accumulation = self.accumulation
+        bar = tqdm(total=last, initial=step, desc=f"stage {args.stage.name}", disable=not (
+            args.logging.progress_bar and accelerator.is_main_process))
+        model.train()
+        while step < last:
+            started, losses, tokens, bad = time.perf_counter(), [], 0, 0
+            for _ in range(accumulation):
+                batch = next(batches)
+                for message in batch.pop("skipped"):
+                    bad += 1
+                    accelerator.print(f"skipped bad sample: {message}", flush=True)
+                tokens += int((batch["labels"] != -100).sum())
+                batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                with accelerator.accumulate(model):
+                    loss = model(**batch).loss
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and args.optim.grad_clip > 0 and accelerator.state.deepspeed_plugin is None:
+                        accelerator.clip_grad_norm_(model.parameters(), args.optim.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                losses.append(loss.detach().float())
+            step += 1
+            lr = schedule.get_last_lr()[0]
+            schedule.step()
+            totals = accelerator.reduce(torch.stack([torch.stack(losses).mean(), torch.tensor(float(tokens)),
+                                                     torch.tensor(float(bad))]).to(accelerator.device), "sum")
+            skipped += int(totals[2])
+            metrics = {
+                "loss": float(totals[0]) / accelerator.num_processes,
+                "lr": lr,
+                "samples_per_s": args.batch_size / (time.perf_counter() - started),
+                "tokens_per_s": float(totals[1]) / (time.perf_counter() - started),
+                "skipped_samples": skipped,
+            }
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+            if step % args.logging.every_steps == 0 or step == last:
+                accelerator.log(metrics, step=step)
+                self._append_metrics(accelerator, {"step": step, **metrics})
+            if step % args.checkpoint.every_steps == 0 or step == last:
+                self._save_checkpoint(accelerator, model, step, skipped)
+        bar.close()
+
+    def _append_metrics(self, accelerator, record: dict) -> None:
+        if accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _truncate_metrics(self, accelerator, step: int) -> None:
+        """Drop metrics logged after the checkpoint we resume from, so the curve has no duplicates."""
+        path = self.run_dir / "metrics.jsonl"
+        if accelerator.is_main_process and path.is_file():
+            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
+
+    def _save_checkpoint(self, accelerator, model, step: int, skipped: int) -> Path:
+        root = checkpoint_root(self.run_dir)
+        final = root / f"step_{step:08d}"
+        staging = root / f".tmp-step_{step:08d}"
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(staging / "training_state"))
+        write_stage_output(accelerator, model, staging / "model", self.args.stage, self.args.lora, self.base_dir,
+                           self.save_extras, atomic=False)
+        if accelerator.is_main_process:
+            state = {"step": step, "world_size": accelerator.num_processes, "skipped": skipped}
+            (staging / "trainer_state.json").write_text(json.dumps(state, indent=2))
+            save_config(self.config, staging / "config.yaml")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging, final)
+            keep = self.args.checkpoint.keep_last
+            if keep > 0:
+                for old in sorted(p for p in root.iterdir() if p.name.startswith("step_"))[:-keep]:
+                    shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+        return final
+
+    def _write_output(self, accelerator, model) -> Path:
+        output = self.run_dir / "output"
+        write_stage_output(accelerator, model, output, self.args.stage, self.args.lora, self.base_dir,
+                           self.save_extras, atomic=True)
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        accelerator.print(f"stage {self.args.stage.name} done: {output}")
+        return output
+
+
+__all__ = [
+    "LoggingArgs",
+    "ResumableBatchSampler",
+    "SkipBadSamples",
+    "StageOptimArgs",
+    "TrainerArgs",
+    "VLMTrainer",
+    "check_resume_compatible",
+    "gradient_accumulation",
+]
