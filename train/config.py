@@ -150,7 +150,7 @@ def validate_config(config) -> None:
     def visit(node):
         if dataclasses.is_dataclass(node):
             if hasattr(node, "validate"):
-                errors.extend(node.validate())
+                errors.extend(node.validate() or [])  # some sections raise instead of listing
             for field in dataclasses.fields(node):
                 visit(getattr(node, field.name))
         elif isinstance(node, (list, tuple)):
