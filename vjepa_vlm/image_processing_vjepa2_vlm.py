@@ -20,7 +20,7 @@ def to_float_chw(image) -> torch.Tensor:
     """A PIL image, or a uint8 (H, W, 3) array/tensor, as a float (3, H, W) tensor in [0, 1]."""
     if hasattr(image, "convert"):
         image = np.asarray(image.convert("RGB"))
-    tensor = torch.as_tensor(np.asarray(image))
+    tensor = torch.from_numpy(np.array(image))
     if tensor.ndim != 3 or tensor.shape[-1] != 3 or tensor.dtype != torch.uint8:
         raise ValueError(f"image must be uint8 RGB of shape (H, W, 3), got dtype {tensor.dtype} shape {tuple(tensor.shape)}")
     return tensor.permute(2, 0, 1).float().div_(255.0)

@@ -1,0 +1,108 @@
+"""Weighted conversation mixtures, decoding in DataLoader workers, mixed-media batches, skip-and-count."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vjepa_vlm import VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration, VJEPA2VLMProcessor
+from vjepa_vlm.data.label_masking import IGNORE_INDEX
+from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
+from vjepa_vlm.data.video_io import write_video
+from vjepa_vlm.data.vlm_dataset import (
+    ConversationSourceArgs,
+    VLMCollator,
+    VLMConversationDataset,
+    VLMDataArgs,
+    build_mixture,
+)
+
+torch.set_num_threads(2)
+
+
+def turns(question, answer, roles=("human", "gpt")):
+    return [{"from": roles[0], "value": question}, {"from": roles[1], "value": answer}]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vlm_data")
+    rng = np.random.default_rng(0)
+    write_video(root / "ball.mp4", rng.integers(0, 256, (8, 48, 64, 3), dtype=np.uint8), fps=4)
+    (root / "broken.mp4").write_bytes(b"not a video at all")
+    Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(root / "wide.png")
+    llava = [
+        {"image": "wide.png", "conversations": turns("<image>\nWhat is in the image?", "Two cubes.")},
+        {"video": "ball.mp4", "conversations": turns("<video>\nDescribe the video.", "A ball rolls.")},
+        {"conversations": turns("Say hi.", "Hi.")},
+        {"video": "broken.mp4", "conversations": turns("<video>\nDescribe.", "Nothing.")},
+    ]
+    (root / "llava.jsonl").write_text("\n".join(json.dumps(r) for r in llava))
+    plm = [{"video": "ball.mp4", "conversations": turns("What moves?", "The ball.", ("human", "assistant"))}]
+    (root / "plm.jsonl").write_text(json.dumps(plm[0]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def processor():
+    tokenizer = train_tiny_tokenizer(["What is in the image? Two cubes. Describe the video. A ball rolls."], 400)
+    config = VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2")
+    return VJEPA2VLMProcessor.from_model_config(config, tokenizer, num_frames=4, max_image_tiles=4)
+
+
+def test_mixture_follows_the_source_weights(tmp_path):
+    for name in ("a", "b"):
+        records = [{"conversations": turns(f"{name} {i}", "ok")} for i in range(300)]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    args = VLMDataArgs(
+        sources=[ConversationSourceArgs(str(tmp_path / "a.jsonl"), weight=3.0), ConversationSourceArgs(str(tmp_path / "b.jsonl"))],
+        stopping_strategy="first_exhausted",
+    )
+    mixture = build_mixture(args)
+    from_a = sum(r["messages"][0]["content"].startswith("a ") for r in mixture)
+    assert 0.70 < from_a / len(mixture) < 0.80
+    with pytest.raises(ValueError, match="weight must be > 0"):
+        build_mixture(VLMDataArgs(sources=[ConversationSourceArgs(str(tmp_path / "a.jsonl"), weight=0)]))
+
+
+def test_workers_decode_a_mixed_batch_and_bad_samples_are_skipped_and_counted(corpus, processor):
+    args = VLMDataArgs(
+        sources=[
+            ConversationSourceArgs(str(corpus / "llava.jsonl")),
+            ConversationSourceArgs(str(corpus / "plm.jsonl"), format="perception_lm", weight=0.5),
+        ],
+        max_length=512,
+    )
+    dataset = VLMConversationDataset.from_args(args, processor)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=len(dataset), num_workers=2, collate_fn=VLMCollator(processor.tokenizer.pad_token_id)
+    )
+    (batch,) = list(loader)
+    assert any("broken.mp4" in reason and "VideoDecodeError" in reason for reason in batch["skipped"])
+    assert batch["pixel_values_images"].shape[1:] == (3, 64, 64)
+    assert batch["pixel_values_videos"].shape[1:] == (4, 3, 64, 64)
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    assert int((ids == processor.image_token_id).sum()) == processor.num_image_tokens(len(batch["pixel_values_images"]))
+    assert int((ids == processor.video_token_id).sum()) == processor.num_video_tokens(4) * len(batch["pixel_values_videos"])
+    assert bool((labels[mask == 0] == IGNORE_INDEX).all())
+    assert bool((labels[(ids == processor.image_token_id) | (ids == processor.video_token_id)] == IGNORE_INDEX).all())
+
+    torch.manual_seed(0)
+    model = VJEPA2VLMForConditionalGeneration(VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2")).train()
+    batch.pop("skipped")
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+    loss.backward()
+
+
+def test_over_long_samples_are_skipped_never_truncated(corpus, processor):
+    args = VLMDataArgs(sources=[ConversationSourceArgs(str(corpus / "llava.jsonl"))], max_length=80)
+    dataset = VLMConversationDataset.from_args(args, processor)
+    sample = dataset[0]  # the image (116 tokens) and video (99) samples are skipped; the text-only one (67) fits
+    assert [reason.split(": ")[1] for reason in sample["skipped"]] == ["SequenceTooLongError"] * 2
+    assert len(sample["input_ids"]) <= 80 and "pixel_values_images" not in sample
+    strict = VLMConversationDataset(dataset.records, processor, max_length=5, max_consecutive_skips=2)
+    with pytest.raises(RuntimeError, match="3 consecutive bad samples"):
+        strict[0]
