@@ -1,0 +1,132 @@
+"""Prompts and scoring of the local lmms-eval tasks over the synthetic world's test split (`vjepa_synth_*`).
+
+The rows are the world's LLaVA QA manifests (`{split}/video_qa.jsonl`, `{split}/image_qa.jsonl`): a human turn
+`<video>\\n{prompt}` plus the structured fields `question`, `answer`, `question_type` (motion / appearance /
+counting), `format` (mc / open) and, for mc, `options` and `answer_letter`. Media paths are relative to the
+world directory, which the task YAML gives as `lmms_eval_specific_kwargs.default.world_dir` (the same
+directory as `dataset_kwargs.data_dir`; see `vjepa_vlm.eval.local_tasks`).
+
+lmms-eval loads this file by path (`!function utils.name`), so it only imports installed packages.
+Accuracies are percentages; a per-type accuracy over a split without that type is NaN.
+"""
+
+import math
+import re
+import string
+from pathlib import Path
+
+QUESTION_TYPES = ("motion", "appearance", "counting")
+LETTERS = "ABCDE"
+NUMBER_WORDS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
+ARTICLES = frozenset({"a", "an", "the"})
+_LEADING_LETTER = re.compile(r"^\(?([A-E])(?:[.):\s]|$)")
+_STATED_LETTER = re.compile(r"\b(?:answer|option)\s*(?:is)?\s*:?\s*\(?([A-E])\b", re.IGNORECASE)
+
+
+def _world_path(doc: dict, key: str, kwargs: dict | None) -> str:
+    if not kwargs or "world_dir" not in kwargs:
+        raise KeyError(
+            "vjepa_synth task: lmms_eval_specific_kwargs.default.world_dir is not set; it must name the synthetic "
+            "world directory (see vjepa_vlm.eval.local_tasks.write_task_configs)"
+        )
+    return str(Path(kwargs["world_dir"]) / doc[key])
+
+
+def video_doc_to_visual(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[str]:
+    return [_world_path(doc, "video", lmms_eval_specific_kwargs)]
+
+
+def image_doc_to_visual(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[str]:
+    return [_world_path(doc, "image", lmms_eval_specific_kwargs)]
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """The training prompt of the row (question, lettered options, answer instruction) without its placeholder."""
+    human = doc["conversations"][0]["value"]
+    return re.sub(r"^(?:<video>|<image>)\s*", "", human)
+
+
+def mc_doc_to_choice(doc: dict) -> list[str]:
+    return list(LETTERS[: len(doc["options"])])
+
+
+def mc_doc_to_target(doc: dict) -> int:
+    return LETTERS.index(doc["answer_letter"])
+
+
+def keep_multiple_choice(dataset):
+    return dataset.filter(lambda doc: doc["format"] == "mc")
+
+
+def keep_open_answer(dataset):
+    return dataset.filter(lambda doc: doc["format"] == "open")
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, no punctuation or articles, number words as digits, single spaces: 'The Three.' -> '3'."""
+    text = text.lower().replace("-", " ")
+    text = text.translate(str.maketrans("", "", string.punctuation))
+    words = [NUMBER_WORDS.get(w, w) for w in text.split() if w not in ARTICLES]
+    return " ".join(words)
+
+
+def extract_letter(response: str, options: list[str]) -> str | None:
+    """The option letter a free-form response picks: 'B', '(B)', 'B. bigger', 'The answer is B', or an option's text."""
+    response = response.strip()
+    for pattern in (_LEADING_LETTER, _STATED_LETTER):
+        match = pattern.search(response)
+        if match and LETTERS.index(match.group(1).upper()) < len(options):
+            return match.group(1).upper()
+    normalized = normalize_answer(response)
+    for letter, option in zip(LETTERS, options):
+        if normalized and normalized == normalize_answer(option):
+            return letter
+    return None
+
+
+def _scored(doc: dict, correct: bool, prediction) -> dict:
+    record = {"question_type": doc["question_type"], "correct": bool(correct), "id": doc["id"], "prediction": prediction}
+    return {"accuracy": record, **{f"accuracy_{t}": record for t in QUESTION_TYPES}}
+
+
+def mc_process_results(doc: dict, results: list[str]) -> dict:
+    letter = extract_letter(results[0], doc["options"])
+    return _scored(doc, letter == doc["answer_letter"], letter)
+
+
+def open_process_results(doc: dict, results: list[str]) -> dict:
+    return _scored(doc, normalize_answer(results[0]) == normalize_answer(doc["answer"]), results[0])
+
+
+def qa_process_results(doc: dict, results: list[str]) -> dict:
+    """Mixed-format rows (image QA): mc rows by option letter, open rows by normalized exact match."""
+    return mc_process_results(doc, results) if doc["format"] == "mc" else open_process_results(doc, results)
+
+
+def mc_loglikelihood_process_results(doc: dict, results: list) -> dict:
+    """Highest-likelihood option letter; all -inf (unreadable visual) is wrong, not option A."""
+    scores = [r[0] if isinstance(r, (tuple, list)) else r for r in results]
+    if all(s == -math.inf for s in scores):
+        return _scored(doc, False, None)
+    letter = LETTERS[max(range(len(scores)), key=scores.__getitem__)]
+    return _scored(doc, letter == doc["answer_letter"], letter)
+
+
+def _percent_correct(records: list[dict]) -> float:
+    return 100.0 * sum(r["correct"] for r in records) / len(records) if records else math.nan
+
+
+def aggregate_accuracy(records: list[dict]) -> float:
+    return _percent_correct(records)
+
+
+def aggregate_accuracy_motion(records: list[dict]) -> float:
+    return _percent_correct([r for r in records if r["question_type"] == "motion"])
+
+
+def aggregate_accuracy_appearance(records: list[dict]) -> float:
+    return _percent_correct([r for r in records if r["question_type"] == "appearance"])
+
+
+def aggregate_accuracy_counting(records: list[dict]) -> float:
+    return _percent_correct([r for r in records if r["question_type"] == "counting"])
