@@ -154,18 +154,23 @@ def set_tunable(model: nn.Module, stage: StageArgs, lora: LoraArgs) -> list[str]
     return trainable
 
 
-def parameter_groups(model: nn.Module, stage: StageArgs, lr: float, weight_decay: float) -> list[dict]:
-    """Optimizer groups of the trainable parameters: per-module learning rate, no decay on 1-D tensors."""
-    groups: dict[tuple[float, float], list[torch.Tensor]] = {}
+def parameter_groups(model: nn.Module, stage: StageArgs, lr: float) -> list[dict]:
+    """Optimizer groups of the trainable parameters for `OptimizerScheduler`.
+
+    A module in `stage.module_lr` gets `lr_scale = module_lr / lr`, so it follows the same schedule
+    shape at its own peak; 1-D tensors (norm scales, biases) get no weight decay.
+    """
+    groups: dict[tuple[float, bool], list[torch.Tensor]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         owner = max((t for t in stage.module_lr if _within(name, t)), key=len, default=None)
-        group_lr = float(stage.module_lr[owner]) if owner else lr
-        # Norm scales and biases are not decayed (the PerceptionLM recipe decays only matrices).
-        decay = weight_decay if param.ndim >= 2 else 0.0
-        groups.setdefault((group_lr, decay), []).append(param)
-    return [{"params": params, "lr": group_lr, "weight_decay": decay} for (group_lr, decay), params in groups.items()]
+        scale = float(stage.module_lr[owner]) / lr if owner else 1.0
+        groups.setdefault((scale, param.ndim >= 2), []).append(param)
+    return [
+        {"params": params, "lr_scale": scale, "apply_weight_decay": decay}
+        for (scale, decay), params in groups.items()
+    ]
 
 
 def merge_lora_state_dict(state_dict: dict[str, torch.Tensor], scaling: float) -> dict[str, torch.Tensor]:

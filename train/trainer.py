@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from vjepa_vlm.train.checkpoint import CheckpointArgs, checkpoint_root, latest_checkpoint
 from vjepa_vlm.train.config import config_to_dict, save_config, validate_config
@@ -113,7 +113,6 @@ class TrainerArgs:
         stop_after: end this run after this many total steps, checkpointing first (a time-sliced job);
             0 runs to `steps`.
         gradient_checkpointing: recompute activations in backward to save memory.
-        max_bad_sample_retries: consecutive unreadable samples tolerated before giving up.
     """
 
     seed: int = 0
@@ -122,7 +121,6 @@ class TrainerArgs:
     micro_batch_size: int = 1
     stop_after: int = 0
     gradient_checkpointing: bool = False
-    max_bad_sample_retries: int = 16
     stage: StageArgs = field(default_factory=StageArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)
     optim: StageOptimArgs = field(default_factory=StageOptimArgs)
@@ -184,41 +182,6 @@ class ResumableBatchSampler(Sampler):
             position += 1
 
 
-class SkipBadSamples(Dataset):
-    """Replaces an unreadable sample by the next readable one and records how many were skipped.
-
-    Args:
-        dataset: the wrapped map-style dataset.
-        max_retries: consecutive failures tolerated before the error is raised.
-    """
-
-    def __init__(self, dataset: Dataset, max_retries: int = 16):
-        self.dataset, self.max_retries = dataset, max_retries
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[dict, list[str]]:
-        errors = []
-        for offset in range(self.max_retries + 1):
-            try:
-                return self.dataset[(index + offset) % len(self)], errors
-            except Exception as error:  # noqa: BLE001 - any unreadable sample is skipped, never fatal
-                errors.append(f"sample {(index + offset) % len(self)}: {type(error).__name__}: {error}")
-        raise RuntimeError(f"{self.max_retries + 1} consecutive samples failed to load; last: {errors[-1]}")
-
-
-def collate_counting_skips(collate_fn):
-    """Wrap a collator for `SkipBadSamples` items: the batch gains `skipped` (messages of skipped samples)."""
-
-    def collate(items):
-        batch = collate_fn([sample for sample, _ in items])
-        batch["skipped"] = [message for _, errors in items for message in errors]
-        return batch
-
-    return collate
-
-
 def _flatten(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
@@ -263,8 +226,9 @@ class VLMTrainer:
     Args:
         config: `TrainerArgs` or a stage config extending it (saved whole beside every checkpoint).
         model: the VLM, on CPU, weights loaded; LoRA is injected here when the recipe asks.
-        dataset: map-style dataset of samples for `collate_fn`.
-        collate_fn: turns a list of samples into model keyword arguments (`labels` included).
+        dataset: map-style dataset of samples for `collate_fn`; it replaces unreadable samples itself.
+        collate_fn: turns a list of samples into model keyword arguments (`labels` included) plus
+            `skipped`, the messages of samples replaced in this batch (see `vjepa_vlm.data.vlm_dataset`).
         base_dir: the directory the stage started from, recorded for a "tunable"-only output.
         save_extras: called with a directory to write beside the model (processor, tokenizer).
     """
@@ -273,8 +237,7 @@ class VLMTrainer:
         self.config = self.args = config
         validate_config(config)
         self.model, self.base_dir, self.save_extras = model, base_dir, save_extras
-        self.dataset = SkipBadSamples(dataset, self.args.max_bad_sample_retries)
-        self.collate_fn = collate_counting_skips(collate_fn)
+        self.dataset, self.collate_fn = dataset, collate_fn
         self.run_dir = Path(self.args.checkpoint.dir)
 
     def _prepare_model(self) -> list[str]:
@@ -309,7 +272,7 @@ class VLMTrainer:
         trainable_numel = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         accelerator = self._build_accelerator(world_size)
         torch.manual_seed(args.seed)
-        groups = parameter_groups(self.model, args.stage, args.optim.lr, args.optim.weight_decay)
+        groups = parameter_groups(self.model, args.stage, args.optim.lr)
         optimizer = torch.optim.AdamW(groups, lr=args.optim.lr, betas=args.optim.betas, eps=args.optim.eps)
         schedule = OptimizerScheduler(optimizer, args.optim.lr_fn(args.steps), lambda step: args.optim.weight_decay)
         model, optimizer = accelerator.prepare(self.model, optimizer)
@@ -331,7 +294,9 @@ class VLMTrainer:
             collate_fn=self.collate_fn,
         )
         if accelerator.log_with:
-            accelerator.init_trackers(f"stage{args.stage.name}", config=_flatten(config_to_dict(self.config)))
+            hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                       for k, v in _flatten(config_to_dict(self.config)).items()}
+            accelerator.init_trackers(f"stage{args.stage.name}", config=hparams)
         accelerator.print(
             f"stage {args.stage.name}: {len(trainable)} trainable tensors, "
             f"{trainable_numel:,} trainable parameters; "
@@ -357,7 +322,7 @@ class VLMTrainer:
             started, losses, tokens, bad = time.perf_counter(), [], 0, 0
             for _ in range(accumulation):
                 batch = next(batches)
-                for message in batch.pop("skipped"):
+                for message in batch.pop("skipped", ()):
                     bad += 1
                     accelerator.print(f"skipped bad sample: {message}", flush=True)
                 tokens += int((batch["labels"] != -100).sum())
@@ -445,7 +410,6 @@ class VLMTrainer:
 __all__ = [
     "LoggingArgs",
     "ResumableBatchSampler",
-    "SkipBadSamples",
     "StageOptimArgs",
     "TrainerArgs",
     "VLMTrainer",

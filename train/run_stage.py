@@ -1,0 +1,112 @@
+"""Entry point shared by `train/stage1.py`, `stage1_5.py`, `stage2.py` and `stage3.py`.
+
+    accelerate launch train/stage3.py [recipe.yaml] [key=value ...]
+
+With no recipe, a stage runs its tiny CPU recipe (`train/recipes/stage*_tiny.yaml`): the synthetic
+world is generated if absent and the tiny VLM built if absent. Configs compose as everywhere in the
+project: dataclass defaults <- recipe YAML <- `key=value` overrides, strict about unknown keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+
+from vjepa_vlm.data.vlm_dataset import VLMCollator, VLMConversationDataset, VLMDataArgs
+from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
+from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor
+from vjepa_vlm.train.config import load_config
+from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_tiny_vlm, ensure_world
+from vjepa_vlm.train.handoff import load_stage_model
+from vjepa_vlm.train.trainer import TrainerArgs, VLMTrainer
+
+RECIPES = Path(__file__).parent / "recipes"
+EMBEDDED = "embedded"
+
+
+@dataclass
+class ModelArgs:
+    """Where a stage starts and how the model runs.
+
+    Args:
+        init_from: the previous stage's output directory (any `save_pretrained` VJEPA2VLM directory
+            works), or "embedded" for the tiny VLM of `embedded`.
+        fallback_to_embedded: start from the embedded tiny VLM when `init_from` does not exist yet
+            (tiny recipes only, so each stage also runs on its own).
+        expect: config fields the recipe requires of the model it starts from, e.g.
+            {"projector_type": "attentive_pooler", "text_config.model_type": "qwen2"}.
+        attn_implementation: "sdpa" on CPU; "flash_attention_2" on GPU with flash-attn installed.
+    """
+
+    init_from: str = EMBEDDED
+    fallback_to_embedded: bool = False
+    expect: dict = field(default_factory=dict)
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class StageConfig(TrainerArgs):
+    """A VLM stage: the trainer's sections plus model, data and the embedded default.
+
+    Args:
+        model: starting point (see `ModelArgs`).
+        data: the conversation mixture (`vjepa_vlm.data.vlm_dataset.VLMDataArgs`).
+        embedded: the synthetic world and tiny VLM used by the tiny recipes.
+    """
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    data: VLMDataArgs = field(default_factory=VLMDataArgs)
+    embedded: EmbeddedArgs = field(default_factory=EmbeddedArgs)
+
+
+def resolve_init_dir(config: StageConfig, state: PartialState) -> str:
+    """The directory the stage starts from, building the embedded tiny VLM when asked."""
+    init_from = config.model.init_from
+    if init_from != EMBEDDED and not Path(init_from).exists():
+        if not config.model.fallback_to_embedded:
+            raise FileNotFoundError(
+                f"model.init_from={init_from} does not exist; run the previous stage first or point at its output"
+            )
+        logging.getLogger(__name__).warning("%s not found: starting from the embedded tiny VLM", init_from)
+        init_from = EMBEDDED
+    if init_from == EMBEDDED:
+        with state.main_process_first():
+            init_from = str(ensure_tiny_vlm(config.embedded, state.is_main_process))
+    return init_from
+
+
+def build_stage(config: StageConfig) -> VLMTrainer:
+    """Model, processor and data of a stage, checked before any step runs."""
+    state = PartialState()
+    if config.embedded.world_dir:
+        with state.main_process_first():
+            if state.is_main_process:
+                ensure_world(config.embedded)
+    init_dir = resolve_init_dir(config, state)
+    model = load_stage_model(
+        init_dir, VJEPA2VLMForConditionalGeneration, config.model.expect,
+        attn_implementation=config.model.attn_implementation,
+    )
+    processor = VJEPA2VLMProcessor.from_pretrained(init_dir)
+    vision_trains = any(p.startswith("model.vision_tower") or "model.vision_tower".startswith(p)
+                        for p in config.stage.tunable)
+    # The frozen setup runs the encoder under no_grad; the finetuned one needs its graph (appendix E.2).
+    model.model.set_vision_tower_trainable(vision_trains)
+    dataset = VLMConversationDataset.from_args(config.data, processor)
+    collator = VLMCollator(pad_token_id=processor.tokenizer.pad_token_id)
+    return VLMTrainer(config, model, dataset, collator, base_dir=init_dir, save_extras=processor.save_pretrained)
+
+
+def main(default_recipe: str, argv: list[str] | None = None) -> Path:
+    """Parse `[recipe.yaml] [key=value ...]` (the stage's tiny recipe when none is given) and train."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe = argv.pop(0) if argv and "=" not in argv[0] else str(RECIPES / default_recipe)
+    config = load_config(StageConfig, recipe, argv)
+    return build_stage(config).train()
+
+
+__all__ = ["ModelArgs", "StageConfig", "build_stage", "main", "resolve_init_dir"]
