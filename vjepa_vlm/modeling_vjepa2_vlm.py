@@ -156,7 +156,8 @@ class VJEPA2VLMModel(VJEPA2VLMPreTrainedModel):
             )
         return mask.unsqueeze(-1)
 
-    def _merge(self, input_ids, inputs_embeds, features, token_id, kind):
+    def scatter_features(self, input_ids, inputs_embeds, features, token_id, kind: str) -> torch.Tensor:
+        """Write `features` rows into the `token_id` placeholder positions of `inputs_embeds`, after the count check."""
         mask = self.get_placeholder_mask(input_ids, inputs_embeds, token_id, features.shape[0], kind)
         return inputs_embeds.masked_scatter(mask.to(inputs_embeds.device), features.to(inputs_embeds))
 
@@ -201,10 +202,10 @@ class VJEPA2VLMModel(VJEPA2VLMPreTrainedModel):
         image_features = video_features = None
         if pixel_values_images is not None:
             image_features = self.get_image_features(pixel_values_images)
-            inputs_embeds = self._merge(input_ids, inputs_embeds, image_features, self.config.image_token_id, "Image")
+            inputs_embeds = self.scatter_features(input_ids, inputs_embeds, image_features, self.config.image_token_id, "Image")
         if pixel_values_videos is not None:
             video_features = self.get_video_features(pixel_values_videos)
-            inputs_embeds = self._merge(input_ids, inputs_embeds, video_features, self.config.video_token_id, "Video")
+            inputs_embeds = self.scatter_features(input_ids, inputs_embeds, video_features, self.config.video_token_id, "Video")
         if self.training and image_features is None and video_features is None:
             dummy = self.encode_visual(self.dummy_visual_input())
             inputs_embeds = inputs_embeds + 0.0 * dummy.sum().to(inputs_embeds.dtype)
