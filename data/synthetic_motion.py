@@ -242,7 +242,7 @@ def _collide(frames: int, size: int, radii: tuple[float, float], rng: np.random.
         event = int(rng.integers(*event_window(frames), endpoint=True))
         direction = _unit(rng)
         longest = max(event, frames - 1 - event)
-        fast = (size - 2 - 2 * ra) * rng.uniform(0.3, 0.45) / longest
+        fast = (size - 2 - 2 * ra) * rng.uniform(0.45, 0.7) / longest
         slow = fast / rng.uniform(2.0, 3.0)
         a_is_faster = bool(rng.random() < 0.5)
         speed_a, speed_b = (fast, slow) if a_is_faster else (slow, fast)
