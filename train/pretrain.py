@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.data.pretrain_dataset import DataArgs, PretrainMixture, SourceArgs, StreamPositionSampler
+from vjepa_vlm.data.synthetic_world import generate_world
 from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from vjepa_vlm.train.config import load_config, save_config, validate_config
 from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator
@@ -54,15 +55,22 @@ class ModelArgs:
 
 @dataclass
 class SyntheticWorldArgs:
-    """Where the synthetic world lives; generated there when `data.sources` is empty and it is absent.
+    """The synthetic world used when `data.sources` is empty; generated when `<dir>/meta.json` is absent.
 
     Args:
-        dir: world directory (manifests under `<dir>/train/`).
+        dir: world directory (manifests under `<dir>/train/`; test clips are never pretrained on).
         seed: generation seed.
+        n_train, n_test: clips per split.
+        image_weight: mixture weight of the still images (Table 1 gives ImageNet 0.25); videos get the rest.
+        workers: rendering processes.
     """
 
     dir: str = "runs/synthetic_world"
     seed: int = 0
+    n_train: int = 800
+    n_test: int = 400
+    image_weight: float = 0.25
+    workers: int = 1
 
 
 @dataclass
@@ -112,20 +120,18 @@ def build_model_config(args: ModelArgs) -> VJEPA2Config:
     return VJEPA2Config.from_preset(args.preset, **args.config_overrides)
 
 
-def synthetic_world_sources(world_dir: Path) -> list[SourceArgs]:
+def synthetic_world_sources(args: SyntheticWorldArgs) -> list[SourceArgs]:
     """Pretraining sources of the synthetic world: its training videos and images, labels unused."""
-    train = world_dir / "train"
-    names = ("motion_classification.jsonl", "appearance_classification.jsonl", "image_classification.jsonl")
-    return [SourceArgs(manifest=str(train / name), root=str(world_dir)) for name in names if (train / name).is_file()]
-
-
-def ensure_synthetic_world(args: SyntheticWorldArgs) -> Path:
     world_dir = Path(args.dir)
-    if not (world_dir / "meta.json").is_file():
-        from vjepa_vlm.data.synthetic_world import generate_world
+    return [
+        SourceArgs(str(world_dir / "train" / "motion_classification.jsonl"), 1.0 - args.image_weight, str(world_dir)),
+        SourceArgs(str(world_dir / "train" / "image_classification.jsonl"), args.image_weight, str(world_dir)),
+    ]
 
-        generate_world(world_dir, seed=args.seed)
-    return world_dir
+
+def ensure_synthetic_world(args: SyntheticWorldArgs) -> None:
+    if not (Path(args.dir) / "meta.json").is_file():
+        generate_world(args.dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed, workers=args.workers)
 
 
 def append_metrics(path: Path, row: dict) -> None:
@@ -149,7 +155,7 @@ def train(config: PretrainConfig) -> Path:
         if accelerator.is_main_process:
             ensure_synthetic_world(config.synthetic_world)
         accelerator.wait_for_everyone()
-        config.data.sources = synthetic_world_sources(Path(config.synthetic_world.dir))
+        config.data.sources = synthetic_world_sources(config.synthetic_world)
 
     set_seed(config.seed)
     model_config = build_model_config(config.model)

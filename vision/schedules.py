@@ -115,8 +115,9 @@ def ema_at(args: OptimArgs, step: int, total_steps: int) -> float:
 class OptimizerScheduler:
     """Sets every parameter group's lr and weight decay from step-indexed schedules.
 
-    A group's `lr_scale` (default 1) multiplies the lr, so `lr_scale=0` freezes a module; a group with
-    `apply_weight_decay=False` always gets weight decay 0.
+    A group's `lr_scale` (default 1) multiplies the lr, so `lr_scale=0` freezes a module; its
+    `weight_decay_scale` (default 1) multiplies the weight decay, and `apply_weight_decay=False` makes
+    it 0. Probe sweeps use the two scales to give every head its own lr and weight decay.
 
     Args:
         optimizer: the optimizer whose groups are updated.
@@ -140,7 +141,8 @@ class OptimizerScheduler:
         lr, weight_decay = self.lr_fn(self.step_count), self.weight_decay_fn(self.step_count)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-            group["weight_decay"] = weight_decay if group.get("apply_weight_decay", True) else 0.0
+            scale = group.get("weight_decay_scale", 1.0) if group.get("apply_weight_decay", True) else 0.0
+            group["weight_decay"] = weight_decay * scale
 
     def step(self) -> None:
         self.step_count += 1

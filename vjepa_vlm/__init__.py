@@ -28,3 +28,11 @@ AutoModel.register(VJEPA2VLMConfig, VJEPA2VLMModel, exist_ok=True)
 AutoModelForImageTextToText.register(VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration, exist_ok=True)
 AutoProcessor.register(VJEPA2VLMConfig, VJEPA2VLMProcessor, exist_ok=True)
 __all__ += ["VJEPA2VLMConfig", "VJEPA2VLMForConditionalGeneration", "VJEPA2VLMModel", "VJEPA2VLMProcessor"]
+
+# Attentive-probe classifier (issue 4): AutoModelForVideoClassification for model type "vjepa2".
+from transformers import AutoModelForVideoClassification  # noqa: E402
+
+from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ForVideoClassification  # noqa: E402
+
+AutoModelForVideoClassification.register(VJEPA2Config, VJEPA2ForVideoClassification, exist_ok=True)
+__all__ += ["VJEPA2ForVideoClassification"]

@@ -1,0 +1,256 @@
+"""Frozen-encoder attentive-probe evaluation (section 5, appendix C.1, Table 15).
+
+The encoder runs once: every clip's tokens are cached. A sweep of probe heads, one per
+(learning rate, weight decay) pair, trains at once on those cached tokens under a cosine schedule; each
+video is evaluated by averaging the logits of its segments × views; the best head is reported. Images
+are classified as clips of one repeated frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
+from vjepa_vlm.data.pretrain_dataset import IMAGENET_MEAN, IMAGENET_STD
+from vjepa_vlm.data.video_io import read_video, video_info
+from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ProbeHead, probe_tokens
+from vjepa_vlm.vision.pretraining import weight_decay_param_groups
+from vjepa_vlm.vision.schedules import OptimizerScheduler, warmup_cosine
+
+
+@dataclass
+class ProbeArgs:
+    """Probe protocol (Table 15 defaults; small-scale values are passed by the caller).
+
+    Args:
+        num_frames: frames per clip.
+        frame_step: frames skipped between sampled frames (Table 15: 4).
+        num_segments: clips per video at evaluation (Table 15: 8 for K400, 2 for SSv2).
+        num_views: spatial views per clip at evaluation (Table 15: 3; training uses the center view).
+        resolution: clip side length.
+        single_frame: replace every clip by its middle frame repeated (the single-frame baseline).
+        learning_rates, weight_decays: the sweep grid; one head per pair (Table 15: 5 x 4 = 20 heads).
+        epochs: probe training epochs (Table 15: 20).
+        batch_size: probe training batch size.
+        warmup_epochs: linear warmup before the cosine decay.
+        num_heads: attention heads of every probe block (appendix C.1: 16).
+        num_blocks: probe depth; the last block is the cross-attention one (appendix C.1: 4).
+        output_layers: encoder blocks whose tokens the probe attends to (Table 16); None = last layer.
+        seed: probe initialization and shuffling seed.
+    """
+
+    num_frames: int = 16
+    frame_step: int = 4  # Table 15
+    num_segments: int = 2  # Table 15 (SSv2)
+    num_views: int = 3  # Table 15
+    resolution: int = 256  # Table 15
+    single_frame: bool = False
+    learning_rates: tuple[float, ...] = (5e-3, 3e-3, 1e-3, 3e-4, 1e-4)  # Table 15
+    weight_decays: tuple[float, ...] = (0.8, 0.4, 0.1, 0.01)  # Table 15
+    epochs: int = 20  # Table 15
+    batch_size: int = 256  # Table 15
+    warmup_epochs: int = 0
+    num_heads: int = 16  # appendix C.1
+    num_blocks: int = 4  # appendix C.1
+    output_layers: tuple[int, ...] | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.num_blocks < 1:
+            raise ValueError(f"ProbeArgs.num_blocks must be >= 1 (the cross-attention block), got {self.num_blocks}")
+        if not self.learning_rates or not self.weight_decays:
+            raise ValueError("ProbeArgs.learning_rates and weight_decays must be non-empty")
+
+    @property
+    def grid(self) -> list[tuple[float, float]]:
+        return [(lr, wd) for lr in self.learning_rates for wd in self.weight_decays]
+
+
+def segment_starts(num_frames: int, span: int, num_segments: int) -> list[int]:
+    """Start frames of `num_segments` clips of `span` frames spread evenly over the video."""
+    last = max(0, num_frames - span)
+    if num_segments == 1:
+        return [last // 2]
+    return [round(i * last / (num_segments - 1)) for i in range(num_segments)]
+
+
+def spatial_views(frames: torch.Tensor, resolution: int, num_views: int) -> list[torch.Tensor]:
+    """Resize the short side to `resolution`, then take `num_views` square crops along the long side."""
+    height, width = frames.shape[-2:]
+    scale = resolution / min(height, width)
+    size = (max(resolution, round(height * scale)), max(resolution, round(width * scale)))
+    frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+    long_axis = 2 if size[0] > size[1] else 3
+    room = frames.shape[long_axis] - resolution
+    offsets = [room // 2] if num_views == 1 else [round(i * room / (num_views - 1)) for i in range(num_views)]
+    views = []
+    for offset in offsets:
+        top, left = (offset, (size[1] - resolution) // 2) if long_axis == 2 else ((size[0] - resolution) // 2, offset)
+        views.append(frames[:, :, top : top + resolution, left : left + resolution])
+    return views
+
+
+def normalize(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (T, 3, H, W) with ImageNet statistics."""
+    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+    return (clip - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def load_clips(kind: str, path: Path, args: ProbeArgs, num_segments: int, num_views: int) -> torch.Tensor:
+    """(num_segments * num_views, T, 3, R, R) clips of one video (or one image repeated in time)."""
+    if kind == "image":
+        with Image.open(path) as image:
+            frame = np.asarray(image.convert("RGB"))
+        segments = [np.repeat(frame[None], args.num_frames, axis=0)]
+    else:
+        total = video_info(path).num_frames
+        span = (args.num_frames - 1) * args.frame_step + 1
+        segments = []
+        for start in segment_starts(total, span, num_segments):
+            indices = [min(start + i * args.frame_step, total - 1) for i in range(args.num_frames)]
+            if args.single_frame:
+                indices = [indices[len(indices) // 2]] * args.num_frames
+            segments.append(read_video(path, indices))
+    clips = [view for segment in segments for view in spatial_views(normalize(segment), args.resolution, num_views)]
+    return torch.stack(clips)
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: nn.Module,
+    items: list[tuple[str, Path]],
+    args: ProbeArgs,
+    training: bool,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Frozen tokens (num_items, clips_per_item, N, D); training items get all segments, center view."""
+    encoder.eval()
+    num_views = 1 if training else args.num_views
+    features = []
+    for kind, path in items:
+        clips = load_clips(kind, path, args, args.num_segments, num_views)
+        tokens = [probe_tokens(encoder, chunk, args.output_layers) for chunk in clips.split(batch_size)]
+        features.append(torch.cat(tokens))
+    return torch.stack(features)
+
+
+def probe_config(config: VJEPA2Config, num_labels: int, args: ProbeArgs) -> VJEPA2Config:
+    """The encoder config extended with the probe's shape (labels, depth, heads, input layers)."""
+    head_config = copy.deepcopy(config)
+    head_config.num_labels = num_labels
+    head_config.num_pooler_layers = args.num_blocks - 1
+    head_config.pooler_num_attention_heads = args.num_heads
+    head_config.probe_output_layers = list(args.output_layers) if args.output_layers else None
+    return head_config
+
+
+class MultiHeadProbe(nn.Module):
+    """Independent probe heads trained side by side on the same features, one per sweep setting.
+
+    Args:
+        config: the encoder's `VJEPA2Config` (its `hidden_size`, `layer_norm_eps`, `hidden_act`).
+        num_labels: classes.
+        args: the sweep (grid, probe depth and heads).
+    """
+
+    def __init__(self, config: VJEPA2Config, num_labels: int, args: ProbeArgs):
+        super().__init__()
+        head_config = probe_config(config, num_labels, args)
+        self.settings = args.grid
+        self.heads = nn.ModuleList([VJEPA2ProbeHead(head_config) for _ in self.settings])
+        for head in self.heads:
+            nn.init.trunc_normal_(head.pooler.query_tokens, std=0.02)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (num_heads, B, num_labels)."""
+        return torch.stack([head(tokens) for head in self.heads])
+
+    def param_groups(self) -> list[dict]:
+        groups = []
+        for head, (lr, weight_decay) in zip(self.heads, self.settings):
+            for group in weight_decay_param_groups(head, lr_scale=lr):
+                groups.append({**group, "weight_decay_scale": weight_decay})
+        return groups
+
+
+def average_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Average (..., clips, C) logits over the clips axis (multi-clip × multi-view inference)."""
+    return logits.mean(dim=-2)
+
+
+@torch.no_grad()
+def evaluate_heads(probe: MultiHeadProbe, features: torch.Tensor, labels: torch.Tensor, batch_size: int = 64) -> list[float]:
+    """Top-1 accuracy of every head; each item's logits are averaged over its clips and views."""
+    probe.eval()
+    correct = torch.zeros(len(probe.heads))
+    for start in range(0, len(features), batch_size):
+        chunk = features[start : start + batch_size]
+        items, clips = chunk.shape[:2]
+        logits = probe(chunk.flatten(0, 1)).unflatten(1, (items, clips))
+        predictions = average_logits(logits).argmax(-1)
+        correct += (predictions == labels[start : start + batch_size]).float().sum(-1)
+    return (correct / len(features)).tolist()
+
+
+def train_probe_sweep(
+    config: VJEPA2Config,
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    eval_features: torch.Tensor,
+    eval_labels: torch.Tensor,
+    num_labels: int,
+    args: ProbeArgs,
+) -> dict:
+    """Train every head of the sweep, evaluate them, and return per-head and best accuracies.
+
+    Args:
+        config: encoder config.
+        train_features: (items, clips, N, D) cached tokens; every clip is a training sample.
+        train_labels: (items,) labels.
+        eval_features: (items, clips, N, D); logits are averaged over clips.
+        eval_labels: (items,) labels.
+        num_labels: number of classes.
+        args: sweep settings.
+
+    Returns:
+        {"heads": [{"lr", "weight_decay", "accuracy"}], "best": {...}, "probe": the trained MultiHeadProbe}.
+    """
+    for name, labels in (("train", train_labels), ("eval", eval_labels)):
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+            raise ValueError(f"{name} labels must lie in [0, {num_labels}), got [{labels.min()}, {labels.max()}]")
+    torch.manual_seed(args.seed)
+    probe = MultiHeadProbe(config, num_labels, args)
+    optimizer = torch.optim.AdamW(probe.param_groups())
+    clips_per_item = train_features.shape[1]
+    samples = train_features.flatten(0, 1)
+    targets = train_labels.repeat_interleave(clips_per_item)
+    steps_per_epoch = math.ceil(len(samples) / args.batch_size)
+    total = args.epochs * steps_per_epoch
+    warmup = args.warmup_epochs * steps_per_epoch
+    scheduler = OptimizerScheduler(optimizer, lambda s: warmup_cosine(s, 0.0, 1.0, 0.0, warmup, total), lambda s: 1.0)
+    generator = torch.Generator().manual_seed(args.seed)
+    for _ in range(args.epochs):
+        probe.train()
+        for batch in torch.randperm(len(samples), generator=generator).split(args.batch_size):
+            logits = probe(samples[batch])
+            loss = F.cross_entropy(logits.flatten(0, 1), targets[batch].repeat(len(probe.heads)))
+            optimizer.zero_grad(set_to_none=True)
+            (loss * len(probe.heads)).backward()
+            optimizer.step()
+            scheduler.step()
+    accuracies = evaluate_heads(probe, eval_features, eval_labels)
+    heads = [
+        {"lr": lr, "weight_decay": wd, "accuracy": accuracy}
+        for (lr, wd), accuracy in zip(probe.settings, accuracies)
+    ]
+    best = max(range(len(heads)), key=lambda i: heads[i]["accuracy"])
+    return {"heads": heads, "best": {**heads[best], "index": best}, "probe": probe}

@@ -1,0 +1,132 @@
+import json
+
+import pytest
+import torch
+import transformers
+from transformers import AutoModelForVideoClassification
+
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from vjepa_vlm.eval.probe import (
+    MultiHeadProbe,
+    ProbeArgs,
+    average_logits,
+    segment_starts,
+    spatial_views,
+    train_probe_sweep,
+)
+from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ForVideoClassification
+
+torch.set_num_threads(1)
+
+TINY = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, crop_size=32, frames_per_clip=4, patch_size=16,
+    pred_hidden_size=32, pred_num_attention_heads=4, pred_num_hidden_layers=1,
+)
+
+
+def test_transformers_checkpoints_load_both_ways_with_identical_logits(tmp_path):
+    torch.manual_seed(0)
+    theirs = transformers.VJEPA2ForVideoClassification(transformers.VJEPA2Config(**TINY, num_labels=5)).eval()
+    for param in theirs.pooler.parameters():
+        torch.nn.init.normal_(param, std=0.1)
+    theirs.save_pretrained(tmp_path / "theirs")
+    ours = AutoModelForVideoClassification.from_pretrained(tmp_path / "theirs").eval()
+    assert isinstance(ours, VJEPA2ForVideoClassification)
+    clips = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(clips).logits, theirs(clips).logits)
+    ours.save_pretrained(tmp_path / "ours")
+    back = transformers.VJEPA2ForVideoClassification.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(back(clips).logits, ours(clips).logits)
+
+
+def test_probe_is_four_blocks_with_a_final_cross_attention_and_trains_every_parameter():
+    config = VJEPA2Config(**TINY, num_labels=3, pooler_num_attention_heads=16)
+    model = VJEPA2ForVideoClassification(config)
+    assert len(model.pooler.self_attention_layers) == 3 and model.pooler.query_tokens.shape == (1, 1, 64)
+    assert model.pooler.cross_attention_layer.cross_attn.num_heads == 16
+    assert not hasattr(model.pooler.cross_attention_layer.cross_attn, "out_proj")
+    model.vjepa2.requires_grad_(False)
+    output = model(torch.randn(2, 4, 3, 32, 32), labels=torch.tensor([0, 2]))
+    output.loss.backward()
+    assert output.logits.shape == (2, 3) and torch.isfinite(output.loss)
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("vjepa2."))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        model(torch.randn(2, 4, 3, 32, 32), labels=torch.tensor([0]))
+
+
+def test_multi_layer_input_attends_to_tokens_of_every_listed_layer():
+    config = VJEPA2Config(**TINY, num_labels=3, probe_output_layers=[0, 1])
+    model = VJEPA2ForVideoClassification(config).eval()
+    seen = {}
+    model.pooler.self_attention_layers[0].register_forward_hook(lambda m, i, o: seen.update(tokens=i[0].shape))
+    model(torch.randn(1, 4, 3, 32, 32))
+    assert seen["tokens"] == (1, 2 * 2 * 2 * 2, 64)  # two layers of a 2x2x2 grid
+
+
+def test_sweep_has_one_head_per_lr_wd_pair_with_its_own_optimizer_settings():
+    config = VJEPA2Config(**TINY)
+    args = ProbeArgs(num_heads=4)
+    probe = MultiHeadProbe(config, 5, args)
+    assert len(probe.heads) == 20
+    groups = probe.param_groups()
+    assert {(g["lr_scale"], g["weight_decay_scale"]) for g in groups} == set(args.grid)
+    assert probe(torch.randn(3, 7, 64)).shape == (20, 3, 5)
+
+
+def test_sweep_learns_separable_features_and_reports_the_best_head():
+    torch.manual_seed(0)
+    config = VJEPA2Config(**TINY)
+    centers = torch.randn(3, 64) * 3
+
+    def features(n):
+        labels = torch.arange(n) % 3
+        return centers[labels][:, None, None, :] + torch.randn(n, 2, 5, 64), labels
+
+    train_x, train_y = features(60)
+    eval_x, eval_y = features(30)
+    args = ProbeArgs(learning_rates=(1e-3, 1e-5), weight_decays=(0.01,), epochs=5, batch_size=16, num_heads=4)
+    result = train_probe_sweep(config, train_x, train_y, eval_x, eval_y, 3, args)
+    assert len(result["heads"]) == 2
+    assert result["best"]["accuracy"] == max(h["accuracy"] for h in result["heads"]) == 1.0
+    with pytest.raises(ValueError, match=r"train labels must lie in \[0, 2\)"):
+        train_probe_sweep(config, train_x, train_y, eval_x, eval_y, 2, args)
+
+
+def test_multi_clip_multi_view_helpers():
+    assert segment_starts(40, 16, 2) == [0, 24] and segment_starts(10, 16, 3) == [0, 0, 0]
+    views = spatial_views(torch.rand(4, 3, 32, 48), 32, 3)
+    assert [v.shape for v in views] == [(4, 3, 32, 32)] * 3
+    assert not torch.equal(views[0], views[2])
+    logits = torch.tensor([[[1.0, 0.0], [0.0, 3.0]]])
+    torch.testing.assert_close(average_logits(logits), torch.tensor([[0.5, 1.5]]))
+
+
+def test_run_probe_script_end_to_end_on_a_tiny_world(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from vjepa_vlm.data.synthetic_world import generate_world
+
+    generate_world(tmp_path / "world", n_train=16, n_test=8, seed=0, motions=("move_left", "move_right"))
+    torch.manual_seed(0)
+    VJEPA2Model(VJEPA2Config(**TINY)).save_pretrained(tmp_path / "encoder")
+    spec = importlib.util.spec_from_file_location("run_probe", Path(__file__).parents[1] / "scripts" / "run_probe.py")
+    run_probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_probe)
+    common = ["--world", str(tmp_path / "world"), "--frames", "4", "--frame-step", "2", "--resolution", "32",
+              "--epochs", "2", "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01", "--num-heads", "4"]
+    summary = run_probe.main(
+        ["--encoder", str(tmp_path / "encoder"), "--task", "motion", "--seeds", "0", "1",
+         "--output", str(tmp_path / "motion.json"), "--save-model", str(tmp_path / "classifier")] + common
+    )
+    assert json.loads((tmp_path / "motion.json").read_text())["best_accuracy_mean"] == summary["best_accuracy_mean"]
+    assert len(summary["seeds"]) == 2 and 0 <= summary["best_accuracy_mean"] <= 1
+    classifier = AutoModelForVideoClassification.from_pretrained(tmp_path / "classifier")
+    assert classifier(torch.randn(1, 4, 3, 32, 32)).logits.shape[-1] == summary["num_labels"]
+    image = run_probe.main(["--encoder", str(tmp_path / "encoder"), "--task", "image", "--random-init",
+                            "--output", str(tmp_path / "image.json")] + common)
+    assert image["random_init"] and image["seeds"][0]["best"]["accuracy"] >= 0
+    with pytest.raises(FileNotFoundError, match="not a VJEPA2Model directory"):
+        run_probe.main(["--encoder", str(tmp_path), "--output", str(tmp_path / "x.json")] + common)

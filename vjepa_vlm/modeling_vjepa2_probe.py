@@ -1,0 +1,202 @@
+"""V-JEPA 2 with a frozen-feature attentive probe (section 5, appendix C.1) as a Hugging Face model.
+
+The probe is four transformer blocks: three self-attention blocks over the encoder tokens, then one whose
+attention is a cross-attention from a single learnable query, followed by a linear classifier. Module
+names follow transformers' `VJEPA2ForVideoClassification` (`vjepa2.*`, `pooler.*`, `classifier.*`), so
+its published checkpoints load here and ours load there when the probe reads only the last layer.
+
+Two optional config attributes extend the transformers layout:
+- `pooler_num_attention_heads`: probe heads (paper: 16); default `num_attention_heads`, as transformers.
+- `probe_output_layers`: encoder blocks whose tokens the probe attends to, concatenated along the token
+  axis (Table 16 multi-layer input); default None = the last layer only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import ImageClassifierOutput
+
+from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
+from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, VJEPA2PreTrainedModel
+
+
+def pooler_heads(config: VJEPA2Config) -> int:
+    heads = getattr(config, "pooler_num_attention_heads", None) or config.num_attention_heads
+    if config.hidden_size % heads:
+        raise ValueError(f"pooler_num_attention_heads={heads} must divide hidden_size={config.hidden_size}")
+    return heads
+
+
+class PoolerMLP(nn.Module):
+    """Two-layer MLP with one activation (named like transformers' `VJEPA2MLP`)."""
+
+    def __init__(self, hidden_size: int, mlp_ratio: float, hidden_act: str):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, int(hidden_size * mlp_ratio))
+        self.activation = ACT2FN[hidden_act]
+        self.fc2 = nn.Linear(int(hidden_size * mlp_ratio), hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation(self.fc1(hidden_states)))
+
+
+class PoolerAttention(nn.Module):
+    """Multi-head attention of the probe; the cross-attention variant has no output projection, as in
+    the reference implementation.
+
+    Args:
+        hidden_size: token width.
+        num_heads: attention heads.
+        output_projection: add `out_proj` (self-attention blocks) or not (the final cross-attention).
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, output_projection: bool):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(hidden_size, hidden_size)
+        self.k_proj = nn.Linear(hidden_size, hidden_size)
+        self.v_proj = nn.Linear(hidden_size, hidden_size)
+        if output_projection:
+            self.out_proj = nn.Linear(hidden_size, hidden_size)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+    def forward(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        attended = F.scaled_dot_product_attention(
+            self._split(self.q_proj(queries)), self._split(self.k_proj(tokens)), self._split(self.v_proj(tokens))
+        )
+        attended = attended.transpose(1, 2).flatten(2)
+        return self.out_proj(attended) if hasattr(self, "out_proj") else attended
+
+
+class PoolerSelfAttentionLayer(nn.Module):
+    """Pre-norm self-attention block (`layer_norm1`, `self_attn`, `layer_norm2`, `mlp`)."""
+
+    def __init__(self, config: VJEPA2Config):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = PoolerAttention(config.hidden_size, pooler_heads(config), output_projection=True)
+        self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = PoolerMLP(config.hidden_size, 4.0, config.hidden_act)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        normed = self.layer_norm1(hidden_states)
+        hidden_states = hidden_states + self.self_attn(normed, normed)
+        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+
+
+class PoolerCrossAttentionLayer(nn.Module):
+    """The final block: the query attends to the normalized tokens; its output is added back to the
+    query (residual) before LayerNorm and MLP (appendix C.1)."""
+
+    def __init__(self, config: VJEPA2Config):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.cross_attn = PoolerAttention(config.hidden_size, pooler_heads(config), output_projection=False)
+        self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = PoolerMLP(config.hidden_size, 4.0, config.hidden_act)
+
+    def forward(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        hidden_states = queries + self.cross_attn(queries, self.layer_norm1(tokens))
+        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+
+
+class VJEPA2AttentivePooler(nn.Module):
+    """`num_pooler_layers` self-attention blocks, then cross-attention from one learnable query token.
+
+    Args:
+        config: a `VJEPA2Config`; reads `hidden_size`, `num_pooler_layers` (3 -> a 4-block probe),
+            `pooler_num_attention_heads`, `layer_norm_eps`, `hidden_act`.
+    """
+
+    def __init__(self, config: VJEPA2Config):
+        super().__init__()
+        self.query_tokens = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.cross_attention_layer = PoolerCrossAttentionLayer(config)
+        self.self_attention_layers = nn.ModuleList(
+            [PoolerSelfAttentionLayer(config) for _ in range(config.num_pooler_layers)]
+        )
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) tokens -> (B, D) pooled feature."""
+        for layer in self.self_attention_layers:
+            tokens = layer(tokens)
+        queries = self.query_tokens.expand(tokens.shape[0], -1, -1)
+        return self.cross_attention_layer(queries, tokens).squeeze(1)
+
+
+class VJEPA2ProbeHead(nn.Module):
+    """Attentive pooler + linear classifier: the trainable part of a frozen-encoder probe.
+
+    Args:
+        config: a `VJEPA2Config` with `num_labels`.
+    """
+
+    def __init__(self, config: VJEPA2Config):
+        super().__init__()
+        self.pooler = VJEPA2AttentivePooler(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pooler(tokens))
+
+
+def probe_tokens(encoder: nn.Module, pixel_values: torch.Tensor, output_layers: list[int] | None) -> torch.Tensor:
+    """Encoder tokens the probe reads: the last layer, or several layers concatenated along tokens."""
+    if not output_layers:
+        return encoder(pixel_values).last_hidden_state
+    return torch.cat(encoder(pixel_values, output_layers=output_layers).intermediate_hidden_states, dim=1)
+
+
+class VJEPA2ForVideoClassification(VJEPA2PreTrainedModel):
+    """V-JEPA 2 encoder + attentive probe for video (and image, via frame repetition) classification.
+
+    Args:
+        config: a `VJEPA2Config` with `num_labels` (and optionally `id2label`,
+            `pooler_num_attention_heads`, `probe_output_layers`).
+    """
+
+    _no_split_modules = ["VJEPA2Block", "PoolerSelfAttentionLayer", "PoolerCrossAttentionLayer"]
+
+    def __init__(self, config: VJEPA2Config):
+        super().__init__(config)
+        self.vjepa2 = VJEPA2Model(config)
+        self.pooler = VJEPA2AttentivePooler(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, VJEPA2AttentivePooler):
+            nn.init.trunc_normal_(module.query_tokens, std=self.config.initializer_range)
+
+    def load_probe_head(self, head: VJEPA2ProbeHead) -> None:
+        """Copy a trained probe head (e.g. the best of a sweep) into this model."""
+        self.pooler.load_state_dict(head.pooler.state_dict())
+        self.classifier.load_state_dict(head.classifier.state_dict())
+
+    def forward(
+        self, pixel_values_videos: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+    ) -> ImageClassifierOutput:
+        """Classify `(B, T, C, H, W)` clips (or `(B, C, H, W)` images); cross-entropy loss when `labels`.
+
+        For multi-clip × multi-view inference, run each clip/view and average the logits
+        (`vjepa_vlm.eval.probe.average_logits`).
+        """
+        if kwargs:
+            raise TypeError(f"VJEPA2ForVideoClassification.forward got unsupported arguments {sorted(kwargs)}")
+        tokens = probe_tokens(self.vjepa2.encoder, pixel_values_videos, getattr(self.config, "probe_output_layers", None))
+        logits = self.classifier(self.pooler(tokens))
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:1]:
+                raise ValueError(f"labels must have shape (B={logits.shape[0]},), got {tuple(labels.shape)}")
+            loss = F.cross_entropy(logits, labels)
+        return ImageClassifierOutput(loss=loss, logits=logits)
+
+
+__all__ = ["VJEPA2AttentivePooler", "VJEPA2ForVideoClassification", "VJEPA2ProbeHead", "probe_tokens"]
