@@ -16,6 +16,7 @@ import string
 from pathlib import Path
 
 QUESTION_TYPES = ("motion", "appearance", "counting")
+IMAGE_QUESTION_TYPES = ("appearance", "counting")
 LETTERS = "ABCDE"
 NUMBER_WORDS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
 ARTICLES = frozenset({"a", "an", "the"})
@@ -84,23 +85,25 @@ def extract_letter(response: str, options: list[str]) -> str | None:
     return None
 
 
-def _scored(doc: dict, correct: bool, prediction) -> dict:
+def _scored(doc: dict, correct: bool, prediction, types: tuple[str, ...] = QUESTION_TYPES) -> dict:
+    """One record per metric of the task (`types` are the question types it reports separately)."""
     record = {"question_type": doc["question_type"], "correct": bool(correct), "id": doc["id"], "prediction": prediction}
-    return {"accuracy": record, **{f"accuracy_{t}": record for t in QUESTION_TYPES}}
+    return {"accuracy": record, **{f"accuracy_{t}": record for t in types}}
 
 
-def mc_process_results(doc: dict, results: list[str]) -> dict:
+def mc_process_results(doc: dict, results: list[str], types: tuple[str, ...] = QUESTION_TYPES) -> dict:
     letter = extract_letter(results[0], doc["options"])
-    return _scored(doc, letter == doc["answer_letter"], letter)
+    return _scored(doc, letter == doc["answer_letter"], letter, types)
 
 
-def open_process_results(doc: dict, results: list[str]) -> dict:
-    return _scored(doc, normalize_answer(results[0]) == normalize_answer(doc["answer"]), results[0])
+def open_process_results(doc: dict, results: list[str], types: tuple[str, ...] = QUESTION_TYPES) -> dict:
+    return _scored(doc, normalize_answer(results[0]) == normalize_answer(doc["answer"]), results[0], types)
 
 
-def qa_process_results(doc: dict, results: list[str]) -> dict:
-    """Mixed-format rows (image QA): mc rows by option letter, open rows by normalized exact match."""
-    return mc_process_results(doc, results) if doc["format"] == "mc" else open_process_results(doc, results)
+def image_process_results(doc: dict, results: list[str]) -> dict:
+    """Image QA mixes formats: mc rows by option letter, open rows by normalized exact match; images have no motion."""
+    score = mc_process_results if doc["format"] == "mc" else open_process_results
+    return score(doc, results, IMAGE_QUESTION_TYPES)
 
 
 def mc_loglikelihood_process_results(doc: dict, results: list) -> dict:
