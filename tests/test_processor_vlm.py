@@ -109,6 +109,20 @@ def test_token_counts_for_the_scaling_setup(tokenizer):
     assert pooled.num_image_tokens(1) == 144
 
 
+def test_reserved_placeholder_tokens_replace_the_data_placeholders():
+    tokenizer = train_tiny_tokenizer(["Describe the video."], 300)
+    reserved = ["<|reserved_special_token_0|>", "<|reserved_special_token_1|>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": reserved}, replace_extra_special_tokens=False)
+    processor = VJEPA2VLMProcessor(tokenizer, crop_size=32, num_frames=2, image_token=reserved[0], video_token=reserved[1])
+    video = [rgb(32, 32)[None].repeat(2, axis=0)]
+    ids = processor(text="<video>\nDescribe the video.", videos=video)["input_ids"]
+    assert int((ids == tokenizer.convert_tokens_to_ids(reserved[1])).sum()) == processor.num_video_tokens(2) == 4
+    assert int((ids == tokenizer.convert_tokens_to_ids("<video>")).sum()) == 0
+    messages = [{"role": "user", "content": "<video>\nDescribe."}, {"role": "assistant", "content": "Nothing."}]
+    sample = processor.encode_conversation(messages, videos=video)
+    assert int((sample["input_ids"] == processor.video_token_id).sum()) == 4
+
+
 def test_model_config_mismatch_and_round_trip(processor, tokenizer, tmp_path):
     config = VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2", image_token_id=7, video_token_id=8)
     with pytest.raises(ValueError, match="placeholder ids"):

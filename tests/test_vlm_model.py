@@ -49,6 +49,13 @@ def test_forward_loss_and_every_parameter_gets_a_gradient(preset):
     assert not missing, f"parameters without gradient: {missing}"
 
 
+def test_several_encoder_layers_feed_the_projector():
+    model = tiny_model("vjepa2-tiny-llama", vision_feature_layer=[1, -1]).train()
+    assert model.model.multi_modal_projector.queries.shape[-1] == 2 * model.config.vision_config.hidden_size
+    model(**multimodal_batch(model.config)).logits.sum().backward()
+    assert all(p.grad is not None for p in model.model.vision_tower.layer[1].parameters())
+
+
 def test_mismatched_placeholders_raise_before_scatter():
     model = tiny_model().eval()
     batch = multimodal_batch(model.config)

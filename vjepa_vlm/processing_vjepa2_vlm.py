@@ -14,6 +14,7 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from vjepa_vlm.data.label_masking import IGNORE_INDEX, tokenize_with_labels
+from vjepa_vlm.data.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN
 from vjepa_vlm.image_processing_vjepa2_vlm import IMAGENET_MEAN, IMAGENET_STD, dynamic_s2_tiles
 from vjepa_vlm.video_processing_vjepa2_vlm import frames_to_pixels, load_video_frames, sample_frames
 
@@ -49,7 +50,9 @@ class VJEPA2VLMProcessor(ProcessorMixin):
         target_fps: frame rate for "fps" sampling (1, Table 22).
         max_image_tiles: most Dynamic S² tiles per image besides the thumbnail (16 / 32, Table 22).
         image_mean, image_std: normalization (ImageNet).
-        image_token, video_token: placeholder strings.
+        image_token, video_token: the model's placeholder tokens. Text and conversation data always write
+            `<image>` / `<video>`; they are rewritten to these when different (e.g. Llama 3.1's reserved
+            `<|reserved_special_token_0|>` / `_1|>`, which avoid resizing its embedding, as PerceptionLM does).
         chat_template: overrides the tokenizer's template.
     """
 
@@ -66,8 +69,8 @@ class VJEPA2VLMProcessor(ProcessorMixin):
         max_image_tiles: int = 16,
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
-        image_token: str = "<image>",
-        video_token: str = "<video>",
+        image_token: str = IMAGE_TOKEN,
+        video_token: str = VIDEO_TOKEN,
         chat_template: str | None = None,
     ):
         if crop_size % patch_size or ((crop_size // patch_size) ** 2) % pooling_ratio:
@@ -169,6 +172,10 @@ class VJEPA2VLMProcessor(ProcessorMixin):
                 out_labels.append(labels[position] if labels is not None else IGNORE_INDEX)
         return out_ids, (out_labels if labels is not None else None)
 
+    def to_model_placeholders(self, text: str) -> str:
+        """Rewrite the data's `<image>` / `<video>` into this model's placeholder tokens."""
+        return text.replace(IMAGE_TOKEN, self.image_token).replace(VIDEO_TOKEN, self.video_token)
+
     def _pixels(self, images, videos) -> tuple[dict, list[int], list[int]]:
         pixels, image_tokens, video_tokens = {}, [], []
         if images:
@@ -190,7 +197,7 @@ class VJEPA2VLMProcessor(ProcessorMixin):
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         if text is None:
             raise ValueError("VJEPA2VLMProcessor needs `text` (apply_chat_template first)")
-        texts = [text] if isinstance(text, str) else list(text)
+        texts = [self.to_model_placeholders(t) for t in ([text] if isinstance(text, str) else text)]
         pixels, image_tokens, video_tokens = self._pixels(images, videos)
         sequences = []
         for sample in texts:
@@ -215,6 +222,7 @@ class VJEPA2VLMProcessor(ProcessorMixin):
         and/or `pixel_values_videos`. Raises `SequenceTooLongError` past `max_length` (never truncates: a cut
         would separate visual tokens from their features).
         """
+        messages = [{**m, "content": self.to_model_placeholders(m["content"])} for m in messages]
         ids, labels = tokenize_with_labels(self.tokenizer, messages, self.chat_template)
         pixels, image_tokens, video_tokens = self._pixels(images, videos)
         ids, labels = self.expand_placeholders(ids, image_tokens, video_tokens, labels)
