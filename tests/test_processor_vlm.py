@@ -113,7 +113,16 @@ def test_reserved_placeholder_tokens_replace_the_data_placeholders():
     tokenizer = train_tiny_tokenizer(["Describe the video."], 300)
     reserved = ["<|reserved_special_token_0|>", "<|reserved_special_token_1|>"]
     tokenizer.add_special_tokens({"additional_special_tokens": reserved}, replace_extra_special_tokens=False)
-    processor = VJEPA2VLMProcessor(tokenizer, crop_size=32, num_frames=2, image_token=reserved[0], video_token=reserved[1])
+    config = VJEPA2VLMConfig.from_preset(
+        "vjepa2-tiny-llama",
+        vision_overrides={"crop_size": 32},
+        pooling_ratio=1,
+        projector_type="mlp",
+        image_token_id=tokenizer.convert_tokens_to_ids(reserved[0]),
+        video_token_id=tokenizer.convert_tokens_to_ids(reserved[1]),
+    )
+    processor = VJEPA2VLMProcessor.from_model_config(config, tokenizer, num_frames=2)
+    assert (processor.image_token, processor.video_token) == tuple(reserved)
     video = [rgb(32, 32)[None].repeat(2, axis=0)]
     ids = processor(text="<video>\nDescribe the video.", videos=video)["input_ids"]
     assert int((ids == tokenizer.convert_tokens_to_ids(reserved[1])).sum()) == processor.num_video_tokens(2) == 4

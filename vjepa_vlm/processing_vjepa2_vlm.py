@@ -103,8 +103,16 @@ class VJEPA2VLMProcessor(ProcessorMixin):
 
     @classmethod
     def from_model_config(cls, config, tokenizer, **kwargs) -> "VJEPA2VLMProcessor":
-        """A processor whose token counts match `config` (a `VJEPA2VLMConfig`); checks the placeholder ids."""
+        """A processor whose token counts and placeholder tokens match `config` (a `VJEPA2VLMConfig`).
+
+        The placeholder tokens default to the tokenizer's added (special) tokens at the config's ids, so Llama
+        3.1's reserved tokens are picked up; the ids are checked either way.
+        """
         vision = config.vision_config
+        added = {token_id: token for token, token_id in tokenizer.get_added_vocab().items()}
+        for key, token_id in (("image_token", config.image_token_id), ("video_token", config.video_token_id)):
+            if token_id in added:
+                kwargs.setdefault(key, added[token_id])
         processor = cls(
             tokenizer,
             crop_size=vision.crop_size,
