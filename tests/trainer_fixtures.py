@@ -1,6 +1,14 @@
-"""Tiny VLM, dataset and trainer config shared by the trainer tests (and the 2-process launches they run)."""
+"""Tiny VLM, dataset and trainer config shared by the trainer tests.
+
+Run as a script it trains the tiny VLM, so tests can launch it under `accelerate launch`:
+
+    accelerate launch --num_processes 2 --multi_gpu tests/trainer_fixtures.py RUN_DIR [key=value ...]
+"""
+
+import sys
 
 import torch
+import yaml
 
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
@@ -16,13 +24,16 @@ def tiny_vlm(seed: int = 0, preset: str = "vjepa2-tiny-qwen2") -> VJEPA2VLMForCo
 
 
 class CountingVideoQA(torch.utils.data.Dataset):
-    """Two-frame clips whose brightness (0-3) is the answer token; samples listed in `bad` raise.
+    """Two-frame clips whose brightness (0-3) is the answer token.
+
+    Samples listed in `bad` are replaced by the next index and reported in `skipped`, following the
+    contract of `vjepa_vlm.data.vlm_dataset` (which does this for unreadable media).
 
     Args:
         size: number of samples.
         tokens_per_clip: video placeholder tokens one clip becomes.
         crop: frame side.
-        bad: indices whose loading fails, as an unreadable video would.
+        bad: indices treated as unreadable.
     """
 
     def __init__(self, size: int = 32, tokens_per_clip: int = 16, crop: int = 64, bad: tuple[int, ...] = ()):
@@ -32,13 +43,16 @@ class CountingVideoQA(torch.utils.data.Dataset):
         return self.size
 
     def __getitem__(self, index: int) -> dict:
-        if index in self.bad:
-            raise OSError(f"clip {index} is corrupt")
+        skipped = []
+        while index in self.bad:
+            skipped.append(f"clip {index}: corrupt")
+            index = (index + 1) % self.size
         answer = index % 4
         prompt = [10, 11] + [VIDEO_TOKEN_ID] * self.tokens + [12]
         reply = [20 + answer, 13]
         clip = torch.full((2, 3, self.crop, self.crop), answer / 3.0 - 0.5)
-        return {"input_ids": prompt + reply, "labels": [-100] * len(prompt) + reply, "pixel_values_videos": clip}
+        labels = [-100] * len(prompt) + reply
+        return {"input_ids": prompt + reply, "labels": labels, "pixel_values_videos": clip, "skipped": skipped}
 
 
 def collate(samples: list[dict]) -> dict:
@@ -47,6 +61,7 @@ def collate(samples: list[dict]) -> dict:
         "labels": pad_sequences([s["labels"] for s in samples], -100),
         "attention_mask": pad_sequences([[1] * len(s["input_ids"]) for s in samples], 0),
         "pixel_values_videos": torch.stack([s["pixel_values_videos"] for s in samples]),
+        "skipped": [message for s in samples for message in s["skipped"]],
     }
 
 
@@ -67,3 +82,11 @@ def tiny_trainer_args(run_dir, **overrides) -> TrainerArgs:
             node = getattr(node, part)
         setattr(node, leaf, value)
     return args
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    from vjepa_vlm.train.trainer import VLMTrainer
+
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in sys.argv[2:])}
+    VLMTrainer(tiny_trainer_args(sys.argv[1], **overrides), tiny_vlm(), CountingVideoQA(), collate).train()
