@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, LlamaForCausalLM, Qwen2ForCausalLM
 
-from vjepa_vlm import VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration
+from vjepa_vlm import VJEPA2Config, VJEPA2Model, VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration
 
 torch.set_num_threads(2)
 IMAGE, VIDEO = 3, 4
@@ -149,6 +149,25 @@ def test_save_and_load_round_trip_through_auto_classes(tmp_path):
     batch = multimodal_batch(model.config)
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, loaded(**batch).logits, rtol=0, atol=0)
+
+
+def test_assembled_from_a_saved_encoder_and_a_saved_llm(tmp_path):
+    reference = VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2")
+    torch.manual_seed(0)
+    VJEPA2Model(VJEPA2Config.from_preset("vjepa2-tiny")).save_pretrained(tmp_path / "encoder")
+    Qwen2ForCausalLM(reference.text_config).save_pretrained(tmp_path / "llm")
+    model = VJEPA2VLMForConditionalGeneration.from_pretrained_towers(
+        tmp_path / "encoder", tmp_path / "llm", image_token_id=IMAGE, video_token_id=VIDEO
+    ).eval()
+    encoder = VJEPA2Model.from_pretrained(tmp_path / "encoder").encoder.eval()
+    llm = Qwen2ForCausalLM.from_pretrained(tmp_path / "llm").eval()
+    clip = torch.randn(1, 4, 3, 64, 64)
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(model.model.vision_tower(clip).last_hidden_state, encoder(clip).last_hidden_state)
+        torch.testing.assert_close(model(input_ids=ids).logits, llm(input_ids=ids).logits)
+    projector = torch.cat([p.flatten() for p in model.model.multi_modal_projector.parameters()])
+    assert torch.isfinite(projector).all() and 0 < projector.std() < 1
 
 
 def _count(module) -> int:

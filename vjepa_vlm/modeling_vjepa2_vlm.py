@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -24,6 +24,7 @@ from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import ModelOutput
 
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
+from vjepa_vlm.modeling_vjepa2 import VJEPA2Model
 from vjepa_vlm.projector_vjepa2_vlm import VJEPA2VLMAttentivePooler, build_projector
 from vjepa_vlm.vision.encoder import VJEPA2VisionEncoder
 
@@ -242,6 +243,32 @@ class VJEPA2VLMForConditionalGeneration(VJEPA2VLMPreTrainedModel, GenerationMixi
         self.model = VJEPA2VLMModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
+
+    @classmethod
+    def from_pretrained_towers(
+        cls, vision_path: str, text_path: str, dtype: torch.dtype | None = None, **config_kwargs
+    ) -> "VJEPA2VLMForConditionalGeneration":
+        """Assemble the VLM from a saved V-JEPA 2 model (its encoder only) and a saved causal LM.
+
+        The projector is freshly initialized: this is the starting point of alignment stage 1.
+
+        Args:
+            vision_path: directory (or hub id) of a `VJEPA2Model`.
+            text_path: directory (or hub id) of an `AutoModelForCausalLM` (e.g. Qwen2-7B-Instruct).
+            dtype: load and return the model in this dtype.
+            config_kwargs: the other `VJEPA2VLMConfig` fields (projector_type, pooling_ratio, token ids, ...).
+        """
+        vision = VJEPA2Model.from_pretrained(vision_path, dtype=dtype)
+        text = AutoModelForCausalLM.from_pretrained(text_path, dtype=dtype)
+        config = VJEPA2VLMConfig(vision_config=vision.config, text_config=text.config, **config_kwargs)
+        # Both towers are overwritten right away: skip their (at 8B, minutes-long) random init.
+        with init.no_init_weights():
+            model = cls(config)
+        model.model.vision_tower.load_state_dict(vision.encoder.state_dict())
+        model.model.language_model.load_state_dict(text.base_model.state_dict())
+        model.lm_head.load_state_dict(text.get_output_embeddings().state_dict())
+        model.model.multi_modal_projector.apply(model._init_weights)
+        return model if dtype is None else model.to(dtype)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
