@@ -3,7 +3,7 @@
 Section 7 evaluates with lmms-eval on PerceptionTest, MVP, TempCompass, TemporalBench, TOMATO, TVBench and
 MVBench, sampling frames uniformly: 128 frames in the controlled setup (appendix E.2) and 32 in the scaling
 setup (appendix E.3). Nothing here downloads anything; lmms-eval fetches each dataset from the Hugging Face Hub
-on first use (most need `huggingface-cli login`, some a license accepted on the dataset page), except MVP's
+on first use (their configs send the user's HF token: log in with `huggingface-cli login`), except MVP's
 videos, which are not redistributed and must be assembled by the user.
 
     python -m vjepa_vlm.eval.paper_suite --pretrained CKPT --setup scaling   # prints the lmms-eval commands
@@ -27,6 +27,7 @@ class PaperBenchmark:
     Args:
         name: the benchmark as the paper names it.
         task: lmms-eval task or group name.
+        task_dir: the folder under `lmms_eval/tasks/` holding its YAMLs and prompt code.
         metric: what the paper reports, and the lmms-eval metric that holds it.
         data: where the data comes from and what the user must do first.
         user_fetched: the videos must be obtained by the user (lmms-eval cannot download them).
@@ -34,6 +35,7 @@ class PaperBenchmark:
 
     name: str
     task: str
+    task_dir: str
     metric: str
     data: str
     user_fetched: bool = False
@@ -43,30 +45,33 @@ PAPER_BENCHMARKS: tuple[PaperBenchmark, ...] = (
     PaperBenchmark(
         "PerceptionTest (val)",
         "perceptiontest_val_mc",
+        "perceptiontest/val",
         "accuracy after SFT on its train set (Tables 6-7)",
-        "HF lmms-eval/PerceptionTest_Val (gated: token), videos unzipped into $HF_HOME/perceptiontest_val",
+        "HF Hub lmms-eval/PerceptionTest_Val, videos unzipped into $HF_HOME/perceptiontest_val",
     ),
     PaperBenchmark(
         "PerceptionTest (test)",
         "perceptiontest_test_mc",
+        "perceptiontest/test",
         "test accuracy (Table 8); answers are hidden: lmms-eval writes a submission file for the challenge server",
-        "HF lmms-eval/PerceptionTest (gated: token); lmms-eval's utils need HF_HOME set",
+        "HF Hub lmms-eval/PerceptionTest; its lmms-eval utils need HF_HOME set",
     ),
     PaperBenchmark(
         "MVP",
         "mvp_mini",
+        "mvp",
         "paired accuracy (pair_accuracy); lmms-eval ships the mini split",
         "annotations from HF facebook/minimal_video_pairs; the source videos are NOT redistributed: assemble them "
         "per github.com/facebookresearch/minimal_video_pairs under $HF_HOME/mvp_mini (or MVP_VIDEO_DIR)",
         user_fetched=True,
     ),
-    PaperBenchmark("TempCompass", "tempcompass_multi_choice", "multi-choice accuracy", "HF lmms-eval/TempCompass (token)"),
+    PaperBenchmark("TempCompass", "tempcompass_multi_choice", "tempcompass", "multi-choice accuracy", "HF Hub lmms-eval/TempCompass"),
     PaperBenchmark(
-        "TemporalBench", "temporalbench_short_qa", "multi-binary accuracy on short QA (MBA-short QA)", "HF microsoft/TemporalBench (token)"
+        "TemporalBench", "temporalbench_short_qa", "temporalbench", "multi-binary accuracy on short QA (MBA-short QA)", "HF Hub microsoft/TemporalBench"
     ),
-    PaperBenchmark("TOMATO", "tomato", "accuracy", "HF lmms-eval/TOMATO (token)"),
-    PaperBenchmark("TVBench", "tvbench", "accuracy (group of 10 subtasks)", "HF FunAILab/TVBench (token)"),
-    PaperBenchmark("MVBench", "mvbench", "accuracy (group of 20 subtasks)", "HF OpenGVLab/MVBench, revision 'video' (gated: token)"),
+    PaperBenchmark("TOMATO", "tomato", "tomato", "accuracy", "HF Hub lmms-eval/TOMATO"),
+    PaperBenchmark("TVBench", "tvbench", "tvbench", "accuracy (group of 10 subtasks)", "HF Hub FunAILab/TVBench"),
+    PaperBenchmark("MVBench", "mvbench", "mvbench", "accuracy (group of 20 subtasks)", "HF Hub OpenGVLab/MVBench, revision 'video'"),
 )
 
 

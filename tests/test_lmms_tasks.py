@@ -1,0 +1,94 @@
+"""Scoring of the local `vjepa_synth_*` tasks and the YAMLs that point them at a world directory."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+TASKS_DIR = Path(__file__).resolve().parents[1] / "eval" / "tasks"
+
+
+def _load_task_utils():
+    # lmms-eval loads this file by path (`!function utils.x`), so the tests do too.
+    spec = importlib.util.spec_from_file_location("vjepa_synth_task_utils", TASKS_DIR / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+utils = _load_task_utils()
+MC_DOC = {
+    "id": "test-0-q0", "question_type": "motion", "format": "mc", "answer": "Something getting smaller",
+    "options": ["Moving something left", "Something getting smaller", "Something getting bigger", "Moving something up"],
+    "answer_letter": "B", "video": "videos/test/000000.mp4",
+    "conversations": [{"from": "human", "value": "<video>\nWhich action?\nA. x\nB. y\nAnswer with the letter."}, {"from": "gpt", "value": "B"}],
+}
+OPEN_DOC = {"id": "test-0-q3", "question_type": "counting", "format": "open", "answer": "3", "image": "images/test/000000.png"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("The Three.", "3"), ("  counter-clockwise ", "counter clockwise"), ("a Red, circle!", "red circle"), ("", "")],
+)
+def test_normalize_answer(text, expected):
+    assert utils.normalize_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("response", "letter"),
+    [("B", "B"), ("(B) smaller", "B"), ("B. Something", "B"), ("The answer is B", "B"), ("something getting smaller.", "B"),
+     ("E", None), ("I am not sure", None), ("", None)],
+)
+def test_extract_letter(response, letter):
+    assert utils.extract_letter(response, MC_DOC["options"]) == letter
+
+
+def test_mc_and_open_scoring_by_question_type():
+    right, wrong = utils.mc_process_results(MC_DOC, ["B"]), utils.mc_process_results(MC_DOC, ["A"])
+    assert set(right) == {"accuracy", "accuracy_motion", "accuracy_appearance", "accuracy_counting"}
+    assert right["accuracy"]["correct"] and not wrong["accuracy"]["correct"]
+    open_right = utils.image_process_results(OPEN_DOC, ["three"])
+    assert set(open_right) == {"accuracy", "accuracy_appearance", "accuracy_counting"} and open_right["accuracy"]["correct"]
+    records = [right["accuracy"], wrong["accuracy"], open_right["accuracy"]]
+    assert utils.aggregate_accuracy(records) == pytest.approx(200 / 3)
+    assert utils.aggregate_accuracy_motion(records) == 50.0
+    assert utils.aggregate_accuracy_counting(records) == 100.0
+    assert math.isnan(utils.aggregate_accuracy_appearance(records))
+
+
+def test_loglikelihood_scoring_treats_unreadable_visual_as_wrong():
+    assert utils.mc_loglikelihood_process_results(MC_DOC, [(-3.0, False), (-1.0, True), (-2.0, False), (-5.0, False)])["accuracy"]["correct"]
+    unreadable = [(-math.inf, False)] * 4
+    assert not utils.mc_loglikelihood_process_results(MC_DOC, unreadable)["accuracy"]["correct"]
+
+
+def test_prompt_is_the_training_prompt_without_placeholder():
+    assert utils.doc_to_text(MC_DOC) == "Which action?\nA. x\nB. y\nAnswer with the letter."
+    assert utils.mc_doc_to_choice(MC_DOC) == ["A", "B", "C", "D"] and utils.mc_doc_to_target(MC_DOC) == 1
+    assert utils.video_doc_to_visual(MC_DOC, {"world_dir": "/data/world"}) == ["/data/world/videos/test/000000.mp4"]
+    with pytest.raises(KeyError, match="world_dir"):
+        utils.video_doc_to_visual(MC_DOC, None)
+
+
+def test_task_configs_point_at_the_world(tmp_path):
+    pytest.importorskip("lmms_eval")
+    from lmms_eval.utils import load_yaml_config
+
+    from vjepa_vlm.eval.local_tasks import LOCAL_TASKS, write_task_configs
+
+    with pytest.raises(FileNotFoundError, match="world_dir='.*nowhere' has no test/video_qa.jsonl"):
+        write_task_configs(tmp_path / "nowhere", tmp_path / "tasks")
+    world = tmp_path / "world"
+    (world / "test").mkdir(parents=True)
+    for name in ("video_qa.jsonl", "image_qa.jsonl"):
+        (world / "test" / name).write_text(json.dumps(MC_DOC) + "\n")
+    out = write_task_configs(world, tmp_path / "tasks", cache_dir=tmp_path / "cache")
+    assert sorted(p.stem for p in out.glob("*.yaml")) == sorted(LOCAL_TASKS)
+    for task in LOCAL_TASKS:
+        config = load_yaml_config(str(out / f"{task}.yaml"), mode="full")
+        assert config["task"] == task and config["tag"] == "vjepa_synth"
+        assert config["dataset_kwargs"]["data_dir"] == str(world.resolve())
+        assert config["lmms_eval_specific_kwargs"]["default"]["world_dir"] == str(world.resolve())
+        assert callable(config["process_results"]) and callable(config["doc_to_visual"])
