@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     model = build_model(args)
     save_atomically(model, args.out, args.overwrite)
     source = args.checkpoint or "RANDOM WEIGHTS"
-    print(f"wrote {args.preset} ({sum(p.numel() for p in model.parameters()):,} parameters) from {source} to {args.out}")
+    count = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.preset} ({count:,} parameters) from {source} to {args.out}")
 
 
 if __name__ == "__main__":

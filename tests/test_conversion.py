@@ -135,7 +135,8 @@ def test_script_writes_a_directory_automodel_loads(source_model, tmp_path):
     loaded = AutoModel.from_pretrained(out).eval()
     assert type(loaded) is VJEPA2Model
     clip = random_clip()
-    assert torch.equal(loaded(clip).predictor_output.last_hidden_state, source_model(clip).predictor_output.last_hidden_state)
+    expected = source_model(clip).predictor_output.last_hidden_state
+    assert torch.equal(loaded(clip).predictor_output.last_hidden_state, expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt", "vjepa2-tiny"]  # no staging leftovers
     with pytest.raises(FileExistsError, match="--overwrite"):
         script.main(["--preset", "vjepa2-tiny", "--checkpoint", str(checkpoint_path), "--out", str(out)])
@@ -146,7 +147,8 @@ def test_script_rejects_a_checkpoint_of_another_architecture(source_model, tmp_p
     checkpoint_path = tmp_path / "tiny.pt"
     torch.save(meta_checkpoint(source_model), checkpoint_path)
     with pytest.raises(ValueError, match="does not match the model"):
-        script.build_model(script.parse_args(["--preset", "vjepa2-vitl", "--checkpoint", str(checkpoint_path), "--out", "x"]))
+        args = ["--preset", "vjepa2-vitl", "--checkpoint", str(checkpoint_path), "--out", str(tmp_path / "x")]
+        script.build_model(script.parse_args(args))
 
 
 def test_script_without_checkpoint_writes_random_weights_loudly(tmp_path, capsys):

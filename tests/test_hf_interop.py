@@ -80,7 +80,11 @@ def expected_encoder_params(width: int, depth: int, mlp: int, tubelet_pixels: in
 
 @pytest.mark.parametrize(
     "preset, width, depth, mlp, approx",
-    [("vjepa2-vitl", 1024, 24, 4096, 300e6), ("vjepa2-vith", 1280, 32, 5120, 600e6), ("vjepa2-vitg", 1408, 40, 6144, 1e9)],
+    [
+        ("vjepa2-vitl", 1024, 24, 4096, 300e6),
+        ("vjepa2-vith", 1280, 32, 5120, 600e6),
+        ("vjepa2-vitg", 1408, 40, 6144, 1e9),
+    ],
 )
 def test_preset_parameter_counts_on_the_meta_device(preset, width, depth, mlp, approx):
     with torch.device("meta"):
@@ -93,7 +97,11 @@ def test_preset_parameter_counts_on_the_meta_device(preset, width, depth, mlp, a
 
 
 def test_presets_follow_table_12():
-    table_12 = {"vjepa2-vitl": (1024, 24, 16, 4096), "vjepa2-vith": (1280, 32, 16, 5120), "vjepa2-vitg": (1408, 40, 22, 6144)}
+    table_12 = {
+        "vjepa2-vitl": (1024, 24, 16, 4096),
+        "vjepa2-vith": (1280, 32, 16, 5120),
+        "vjepa2-vitg": (1408, 40, 22, 6144),
+    }
     for name, (width, depth, heads, mlp) in table_12.items():
         cfg = VJEPA2Config.from_preset(name)
         assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (width, depth, heads)

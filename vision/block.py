@@ -85,9 +85,11 @@ class VJEPA2Block(GradientCheckpointingLayer):
         for projection in (self.attention.proj, self.mlp.fc2):
             projection.residual_depth = depth_index
 
-    def forward(self, hidden_states: torch.Tensor, rope_cos: torch.Tensor, rope_sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, rope_cos: torch.Tensor, rope_signed_sin: torch.Tensor
+    ) -> torch.Tensor:
         # The tables travel as positional tensors so gradient checkpointing can replay the block with them.
-        rope = RopeTables(cos=rope_cos, sin=rope_sin)
+        rope = RopeTables(cos=rope_cos, signed_sin=rope_signed_sin)
         hidden_states = hidden_states + self.drop_path(self.attention(self.norm1(hidden_states), rope))
         return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
 

@@ -70,7 +70,9 @@ def check_token_indices(
     if indices.ndim != 2 or indices.shape[0] != batch_size:
         raise ValueError(f"{name} must have shape (B={batch_size}, N), got {tuple(indices.shape)}")
     if indices.numel() and (indices.min() < 0 or indices.max() >= num_tokens):
-        raise ValueError(f"{name} must lie in [0, {num_tokens}) for this input grid, got [{indices.min()}, {indices.max()}]")
+        raise ValueError(
+            f"{name} must lie in [0, {num_tokens}) for this input grid, got [{indices.min()}, {indices.max()}]"
+        )
     return indices.long()
 
 
@@ -202,7 +204,7 @@ class VJEPA2VisionEncoder(nn.Module):
         rope = rope_tables(token_positions(grid, context_indices, video.device), self.head_dim, hidden_states.dtype)
         captured = {}
         for index, block in enumerate(self.layer):
-            hidden_states = block(hidden_states, rope.cos, rope.sin)
+            hidden_states = block(hidden_states, rope.cos, rope.signed_sin)
             if index in wanted:
                 captured[index] = self.layernorm(hidden_states)
         return VJEPA2EncoderOutput(

@@ -102,7 +102,7 @@ class VJEPA2Predictor(nn.Module):
 
         rope = rope_tables(token_positions(grid_size, indices), self.head_dim, hidden_states.dtype)
         for block in self.layer:
-            hidden_states = block(hidden_states, rope.cos, rope.sin)
+            hidden_states = block(hidden_states, rope.cos, rope.signed_sin)
         hidden_states = self.layernorm(hidden_states)
 
         target_slots = order.argsort(dim=1)[:, num_context:]

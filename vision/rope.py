@@ -19,11 +19,12 @@ class RopeTables:
 
     Args:
         cos: `(B or 1, 1, N, R)` cosines, `R` = number of rotated features per head.
-        sin: `(B or 1, 1, N, R)` sines.
+        signed_sin: `(B or 1, 1, N, R)` sines, negated at even features so that a rotation is
+            `x * cos + swap_pairs(x) * signed_sin`.
     """
 
     cos: torch.Tensor
-    sin: torch.Tensor
+    signed_sin: torch.Tensor
 
 
 def rope_axis_dim(head_dim: int) -> int:
@@ -65,16 +66,16 @@ def rope_tables(positions: torch.Tensor, head_dim: int, dtype: torch.dtype) -> R
     inv_freq = 1.0 / ROPE_THETA**exponents
     angles = positions.to(torch.float32).unsqueeze(-1) * inv_freq  # (B, N, 3, axis_dim / 2)
     angles = torch.cat((angles, angles), dim=-1).flatten(-2).unsqueeze(1)  # (B, 1, N, 3 * axis_dim)
-    return RopeTables(cos=angles.cos().to(dtype), sin=angles.sin().to(dtype))
+    signs = torch.tensor([-1.0, 1.0], device=positions.device).repeat(angles.shape[-1] // 2)
+    return RopeTables(cos=angles.cos().to(dtype), signed_sin=(angles.sin() * signs).to(dtype))
 
 
 def apply_rope(x: torch.Tensor, tables: RopeTables) -> torch.Tensor:
     """Rotate the leading `R` features of every head of `x` (`(..., B, H, N, head_dim)`); the rest pass through."""
     rotated_dim = tables.cos.shape[-1]
     rotated, passthrough = x[..., :rotated_dim], x[..., rotated_dim:]
-    pairs = rotated.unflatten(-1, (-1, 2))
-    partner = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-    rotated = rotated * tables.cos + partner * tables.sin
+    swapped = rotated.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x1, x0, x3, x2, ...)
+    rotated = rotated * tables.cos + swapped * tables.signed_sin
     if passthrough.shape[-1] == 0:
         return rotated
     return torch.cat((rotated, passthrough), dim=-1)

@@ -117,9 +117,11 @@ class VJEPA2Config(PreTrainedConfig):
                 raise ValueError(f"VJEPA2Config.{name}={width} must be a positive multiple of its head count {heads}")
             if width // heads < 6:
                 raise ValueError(
-                    f"VJEPA2Config.{name}={width} with {heads} heads gives head dim {width // heads}; 3D RoPE needs >= 6"
+                    f"VJEPA2Config.{name}={width} with {heads} heads gives head dim {width // heads}; "
+                    "3D RoPE needs >= 6"
                 )
-        for name in ("patch_size", "tubelet_size", "num_hidden_layers", "pred_num_hidden_layers", "pred_num_mask_tokens"):
+        positive = ("patch_size", "tubelet_size", "num_hidden_layers", "pred_num_hidden_layers", "pred_num_mask_tokens")
+        for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"VJEPA2Config.{name} must be positive, got {getattr(self, name)}")
 

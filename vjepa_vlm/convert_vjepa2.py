@@ -126,7 +126,9 @@ def check_against_model(
         if state_dict[key].shape != expected[key].shape
     )
     if missing or unexpected or mismatched:
-        where = f" for preset config (hidden_size={config.hidden_size}, layers={config.num_hidden_layers})" if config else ""
+        where = ""
+        if config is not None:
+            where = f" for config (hidden_size={config.hidden_size}, layers={config.num_hidden_layers})"
         raise ValueError(
             f"converted checkpoint does not match the model{where}: missing={missing} unexpected={unexpected} "
             f"shape mismatches={mismatched}"

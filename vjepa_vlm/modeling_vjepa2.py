@@ -159,7 +159,9 @@ class VJEPA2Model(VJEPA2PreTrainedModel):
                 last_hidden_state=torch.cat(predictions),
                 target_hidden_state=torch.cat([gather_tokens(tokens, mask) for mask in targets]),
             )
-        return VJEPA2ModelOutput(last_hidden_state=tokens, masked_hidden_state=masked, predictor_output=predictor_output)
+        return VJEPA2ModelOutput(
+            last_hidden_state=tokens, masked_hidden_state=masked, predictor_output=predictor_output
+        )
 
 
 __all__ = ["VJEPA2Model", "VJEPA2ModelOutput", "VJEPA2PreTrainedModel", "VJEPA2PredictorOutput"]
