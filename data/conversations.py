@@ -85,9 +85,9 @@ def parse_record(record: dict, fmt: str, source: str, media_root: Path, check_me
         messages.append({"role": role, "content": turn["value"]})
     if not any(m["role"] == "assistant" for m in messages):
         raise ConversationFormatError(f"{source}: conversation has no assistant turn (nothing to learn from)")
-    first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
-    if first_user is None:
-        raise ConversationFormatError(f"{source}: conversation has no user turn")
+    first_user = next((i for i, m in enumerate(messages) if m["role"] != "system"), None)
+    if messages[first_user]["role"] != "user":
+        raise ConversationFormatError(f"{source}: the first non-system turn must come from the user (human)")
     text = "".join(m["content"] for m in messages)
     if fmt == "perception_lm" and IMAGE_TOKEN not in text and VIDEO_TOKEN not in text and (images or videos):
         prefix = f"{IMAGE_TOKEN}\n" * len(images) + f"{VIDEO_TOKEN}\n" * len(videos)

@@ -37,9 +37,12 @@ from vjepa_vlm.data.conversations import FORMATS, load_conversations
 from vjepa_vlm.data.label_masking import IGNORE_INDEX
 from vjepa_vlm.data.video_io import VideoDecodeError
 from vjepa_vlm.processing_vjepa2_vlm import SequenceTooLongError, pad_sequences
+from vjepa_vlm.video_processing_vjepa2_vlm import load_video_frames
 
 logger = logging.getLogger(__name__)
-_SKIPPABLE = (VideoDecodeError, OSError, SequenceTooLongError)
+# Decoding failures: corrupt or truncated files (PyAV / PIL raise these; a frame count that the container
+# over-reports surfaces as a ValueError from frame selection).
+_UNREADABLE_MEDIA = (VideoDecodeError, OSError, ValueError)
 
 
 @dataclass
@@ -114,6 +117,10 @@ def build_mixture(args: VLMDataArgs) -> datasets.Dataset:
     )
 
 
+class _SkipSample(Exception):
+    """A bad sample to be replaced by the next one and counted."""
+
+
 def load_image(path: str) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
@@ -142,9 +149,26 @@ class VLMConversationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def encode(self, record: dict) -> dict:
+    def decode_media(self, record: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """uint8 frames of every image and video of a record (the expensive part, done in the worker)."""
+        processor = self.processor
         images = [load_image(path) for path in record["images"]]
-        return self.processor.encode_conversation(record["messages"], images, record["videos"], self.max_length)
+        videos = [
+            load_video_frames(path, processor.num_frames, processor.frame_sampling, processor.target_fps)
+            for path in record["videos"]
+        ]
+        return images, videos
+
+    def encode(self, record: dict) -> dict:
+        """Decode and encode one record; raises `_UNREADABLE_MEDIA` errors or `SequenceTooLongError`."""
+        try:
+            images, videos = self.decode_media(record)
+        except _UNREADABLE_MEDIA as error:
+            raise _SkipSample(f"unreadable media: {type(error).__name__}: {error}") from error
+        try:
+            return self.processor.encode_conversation(record["messages"], images, videos, self.max_length)
+        except SequenceTooLongError as error:
+            raise _SkipSample(f"SequenceTooLongError: {error}") from error
 
     def __getitem__(self, index: int) -> dict:
         skipped = []
@@ -152,8 +176,8 @@ class VLMConversationDataset(torch.utils.data.Dataset):
             record = self.records[(index + attempt) % len(self.records)]
             try:
                 sample = self.encode(record)
-            except _SKIPPABLE as error:
-                skipped.append(f"{record['source']}: {type(error).__name__}: {error}")
+            except _SkipSample as reason:
+                skipped.append(f"{record['source']}: {reason}")
                 logger.warning("skipping sample %s", skipped[-1])
                 continue
             sample["skipped"] = skipped

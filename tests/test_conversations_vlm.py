@@ -69,6 +69,7 @@ def test_perception_lm_placeholders_are_prepended_to_the_first_user_turn(media):
          "assistant reply containing a media placeholder"),
         ({"conversations": [{"from": "robot", "value": "Hi"}, {"from": "gpt", "value": "x"}]}, "turn 0 must be"),
         ({"conversations": []}, "'conversations' must be a non-empty list"),
+        ({"conversations": [{"from": "gpt", "value": "Hi"}, {"from": "human", "value": "x"}]}, "first non-system turn"),
     ],
 )
 def test_bad_records_fail_at_load_time_naming_file_and_line(media, record, message):
