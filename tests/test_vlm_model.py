@@ -114,10 +114,11 @@ def test_generate_encodes_pixels_only_at_the_prefill_step():
     assert len(calls) == 2  # the images' tiles and the videos, once each
 
 
-def test_llm_forward_equals_plain_qwen2_fed_the_same_inputs_embeds():
-    model = tiny_model().eval()
+@pytest.mark.parametrize("preset, llm_class", [("vjepa2-tiny-qwen2", Qwen2ForCausalLM), ("vjepa2-tiny-llama", LlamaForCausalLM)])
+def test_llm_forward_equals_the_plain_llm_fed_the_same_inputs_embeds(preset, llm_class):
+    model = tiny_model(preset).eval()
     batch = multimodal_batch(model.config)
-    reference = Qwen2ForCausalLM(model.config.text_config).eval()
+    reference = llm_class(model.config.text_config).eval()
     state = {k.replace("model.language_model.", "model."): v for k, v in model.state_dict().items() if "language_model" in k}
     reference.load_state_dict({**state, "lm_head.weight": model.lm_head.weight}, strict=True)
     with torch.no_grad():
