@@ -112,7 +112,14 @@ class LmmsModelArgs:
 
 @dataclass
 class LoadedVisuals:
-    """Decoded visuals of one request: videos as uint8 (T, H, W, 3) frames, images as PIL images."""
+    """Decoded visuals of one request.
+
+    Args:
+        kinds: "video" / "image" per visual, in the request's order (the order of the placeholders).
+        videos: uint8 (T, H, W, 3) frames of each video, already sampled to `num_frames`.
+        images: RGB PIL images.
+        error: why a visual could not be read (the request is then scored as wrong); None when all were read.
+    """
 
     kinds: list[str]
     videos: list[np.ndarray]
@@ -133,7 +140,7 @@ def _visual_kind(item: Any) -> str:
     )
 
 
-def unreadable_visual(item: Any) -> str:
+def _describe_visual(item: Any) -> str:
     """How a visual is named in reports: its path, or its type for in-memory visuals."""
     return str(item) if isinstance(item, (str, os.PathLike)) else type(item).__name__
 
@@ -197,7 +204,7 @@ class VJEPA2VLMLmms(lmms):
             processor_overrides["max_image_tiles"] = self.args.max_image_tiles
         self.processor = VJEPA2VLMProcessor.from_pretrained(self.args.pretrained, **processor_overrides)
         self.tokenizer = self.processor.tokenizer
-        self.missing_visuals: list[dict] = []
+        self.missing_visuals: list[str] = []
         self._warned_sampling = False
         logger.info(f"vjepa2_vlm run settings: {self.run_settings}")
 
@@ -251,7 +258,7 @@ class VJEPA2VLMLmms(lmms):
                 else:
                     loaded.images.append(self._image(item))
             except UNREADABLE_VISUAL_ERRORS as error:
-                loaded.error = f"{task} doc {doc_id}: cannot read {unreadable_visual(item)} ({type(error).__name__}: {error})"
+                loaded.error = f"{task} doc {doc_id}: cannot read {_describe_visual(item)} ({type(error).__name__}: {error})"
                 return loaded
             loaded.kinds.append(kind)
         return loaded
