@@ -131,15 +131,26 @@ def extract_features(
     args: ProbeArgs,
     training: bool,
     batch_size: int = 16,
+    cache: dict | None = None,
 ) -> torch.Tensor:
-    """Frozen tokens (num_items, clips_per_item, N, D); training items get all segments, center view."""
+    """Frozen tokens (num_items, clips_per_item, N, D); training items get all segments, center view.
+
+    `cache` (a dict kept by the caller) reuses the tokens of a file already encoded, e.g. when the
+    motion and appearance tasks label the same videos.
+    """
     encoder.eval()
     num_views = 1 if training else args.num_views
     features = []
     for kind, path in items:
-        clips = load_clips(kind, path, args, args.num_segments, num_views)
-        tokens = [probe_tokens(encoder, chunk, args.output_layers) for chunk in clips.split(batch_size)]
-        features.append(torch.cat(tokens))
+        key = (kind, str(path), training)
+        if cache is None or key not in cache:
+            clips = load_clips(kind, path, args, args.num_segments, num_views)
+            tokens = torch.cat([probe_tokens(encoder, chunk, args.output_layers) for chunk in clips.split(batch_size)])
+            if cache is None:
+                features.append(tokens)
+                continue
+            cache[key] = tokens
+        features.append(cache[key])
     return torch.stack(features)
 
 

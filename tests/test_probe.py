@@ -118,15 +118,17 @@ def test_run_probe_script_end_to_end_on_a_tiny_world(tmp_path):
     common = ["--world", str(tmp_path / "world"), "--frames", "4", "--frame-step", "2", "--resolution", "32",
               "--epochs", "2", "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01", "--num-heads", "4"]
     summary = run_probe.main(
-        ["--encoder", str(tmp_path / "encoder"), "--task", "motion", "--seeds", "0", "1",
-         "--output", str(tmp_path / "motion.json"), "--save-model", str(tmp_path / "classifier")] + common
+        ["--encoder", str(tmp_path / "encoder"), "--tasks", "motion", "appearance", "--seeds", "0", "1",
+         "--output", str(tmp_path / "probe.json"), "--save-model", str(tmp_path / "classifier")] + common
     )
-    assert json.loads((tmp_path / "motion.json").read_text())["best_accuracy_mean"] == summary["best_accuracy_mean"]
-    assert len(summary["seeds"]) == 2 and 0 <= summary["best_accuracy_mean"] <= 1
+    assert json.loads((tmp_path / "probe.json").read_text()) == json.loads(json.dumps(summary))
+    motion = summary["tasks"]["motion"]
+    assert len(motion["seeds"]) == 2 and 0 <= motion["best_accuracy_mean"] <= 1
+    assert set(summary["tasks"]) == {"motion", "appearance"}
     classifier = AutoModelForVideoClassification.from_pretrained(tmp_path / "classifier")
-    assert classifier(torch.randn(1, 4, 3, 32, 32)).logits.shape[-1] == summary["num_labels"]
-    image = run_probe.main(["--encoder", str(tmp_path / "encoder"), "--task", "image", "--random-init",
-                            "--output", str(tmp_path / "image.json")] + common)
-    assert image["random_init"] and image["seeds"][0]["best"]["accuracy"] >= 0
+    assert classifier(torch.randn(1, 4, 3, 32, 32)).logits.shape[-1] == motion["num_labels"]
+    image = run_probe.main(["--encoder", str(tmp_path / "encoder"), "--tasks", "image", "--random-init",
+                            "--single-frame", "--num-blocks", "1", "--output", str(tmp_path / "image.json")] + common)
+    assert image["random_init"] and image["tasks"]["image"]["seeds"][0]["best"]["accuracy"] >= 0
     with pytest.raises(FileNotFoundError, match="not a VJEPA2Model directory"):
         run_probe.main(["--encoder", str(tmp_path), "--output", str(tmp_path / "x.json")] + common)
