@@ -140,3 +140,30 @@ def test_config_errors_say_what_to_fix(tmp_path, tiny_sources):
 def test_tiny_recipe_loads_and_validates():
     config = load_config(PretrainConfig, TINY_RECIPE)
     assert config.model.preset == "vjepa2-tiny" and config.validate() == []
+
+
+def test_stream_sampler_shards_positions_by_rank_and_resumes_at_a_position():
+    from itertools import islice
+
+    from vjepa_vlm.data.pretrain_dataset import StreamPositionSampler
+
+    assert list(islice(StreamPositionSampler(start=10, rank=1, world_size=2), 3)) == [11, 13, 15]
+    assert list(islice(StreamPositionSampler(), 2)) == [0, 1]
+
+
+def test_random_resized_crop_respects_scale_and_aspect_ratio():
+    from vjepa_vlm.data.pretrain_dataset import random_resized_crop_box
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        top, left, h, w = random_resized_crop_box(60, 80, (0.3, 1.0), (0.75, 1.35), rng)
+        assert 0 <= top and top + h <= 60 and 0 <= left and left + w <= 80
+        assert 0.3 * 4800 * 0.9 <= h * w <= 4800 and 0.7 <= w / h <= 1.45
+
+
+def test_manifest_rows_without_media_are_a_clear_error(tmp_path):
+    from vjepa_vlm.data.pretrain_dataset import read_manifest
+
+    (tmp_path / "bad.jsonl").write_text('{"label": 1}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: a row needs a 'video' or 'image' key"):
+        read_manifest(tmp_path / "bad.jsonl")
