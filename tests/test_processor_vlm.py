@@ -12,7 +12,7 @@ from vjepa_vlm.image_processing_vjepa2_vlm import IMAGENET_MEAN, IMAGENET_STD, d
 from vjepa_vlm.processing_vjepa2_vlm import SequenceTooLongError
 from vjepa_vlm.video_processing_vjepa2_vlm import frames_to_pixels
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from vjepa_vlm.data.vlm_dataset import (
     build_mixture,
 )
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 def turns(question, answer, roles=("human", "gpt")):

@@ -6,7 +6,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, LlamaForCausal
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model, VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 IMAGE, VIDEO = 3, 4
 
 
@@ -54,6 +54,33 @@ def test_several_encoder_layers_feed_the_projector():
     assert model.model.multi_modal_projector.queries.shape[-1] == 2 * model.config.vision_config.hidden_size
     model(**multimodal_batch(model.config)).logits.sum().backward()
     assert all(p.grad is not None for p in model.model.vision_tower.layer[1].parameters())
+
+
+def test_a_few_steps_overfit_one_batch():
+    model = tiny_model("vjepa2-tiny-llama").train()
+    batch = multimodal_batch(model.config)
+    labels = batch["input_ids"].masked_fill((batch["input_ids"] < 10) | (batch["attention_mask"] == 0), -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_videos_of_different_lengths_and_bfloat16():
+    model = tiny_model().eval().to(torch.bfloat16)
+    per_tubelet = model.config.tokens_per_tubelet
+    videos = [torch.randn(2, 3, 64, 64), torch.randn(6, 3, 64, 64)]
+    input_ids = torch.tensor([[10] + [VIDEO] * (4 * per_tubelet) + [11]])
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, pixel_values_videos=videos).logits
+        generated = model.generate(input_ids=input_ids, pixel_values_videos=videos, max_new_tokens=2, do_sample=False)
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+    assert generated.shape == (1, input_ids.shape[1] + 2)
 
 
 def test_mismatched_placeholders_raise_before_scatter():
