@@ -87,15 +87,23 @@ def qa_baselines(train_manifest: str | Path, test_manifest: str | Path) -> dict[
     return {"chance": chance_accuracy(test), "majority": majority_accuracy(train, test), "blind text-only": blind_accuracy(train, test)}
 
 
-def pixel_features(video_path: str | Path, num_frames: int, resolution: int) -> np.ndarray:
+def pixel_features(frames: np.ndarray, num_frames: int, resolution: int) -> np.ndarray:
     """Raw pixels of `num_frames` uniformly sampled frames (the middle one when 1), box-downsampled."""
-    frames = read_video(video_path)
     indices = [len(frames) // 2] if num_frames == 1 else sample_frame_indices(len(frames), num_frames)
-    frames = frames[indices]
-    t, h, w, c = frames.shape
-    factor = h // resolution
-    pooled = frames[:, : resolution * factor, : resolution * factor].reshape(t, resolution, factor, resolution, factor, c).mean(axis=(2, 4))
+    factor = frames.shape[1] // resolution
+    cropped = frames[indices, : resolution * factor, : resolution * factor]
+    pooled = cropped.reshape(len(indices), resolution, factor, resolution, factor, frames.shape[-1]).mean(axis=(2, 4))
     return (pooled / 255.0).astype(np.float32).ravel()
+
+
+def _features(root: Path, rows: list[dict], frame_counts: tuple[int, ...], resolution: int) -> dict[int, np.ndarray]:
+    """Features per frame count, decoding each video once."""
+    features: dict[int, list[np.ndarray]] = {count: [] for count in frame_counts}
+    for row in rows:
+        frames = read_video(root / row["video"])
+        for count in frame_counts:
+            features[count].append(pixel_features(frames, count, resolution))
+    return {count: np.stack(values) for count, values in features.items()}
 
 
 def motion_pixel_baselines(train_manifest: str | Path, test_manifest: str | Path, *, frame_counts: tuple[int, ...] = (1, 8), resolution: int = 16) -> dict[str, dict[str, float]]:
@@ -114,10 +122,11 @@ def motion_pixel_baselines(train_manifest: str | Path, test_manifest: str | Path
     compositional = np.array([clips[r["video"]]["compositional"] for r in test_rows])
     y_train = np.array([r["label"] for r in train_rows])
     y_test = np.array([r["label"] for r in test_rows])
+    train_features = _features(root, train_rows, frame_counts, resolution)
+    test_features = _features(root, test_rows, frame_counts, resolution)
     results = {}
     for count in frame_counts:
-        x_train = np.stack([pixel_features(root / r["video"], count, resolution) for r in train_rows])
-        x_test = np.stack([pixel_features(root / r["video"], count, resolution) for r in test_rows])
+        x_train, x_test = train_features[count], test_features[count]
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.05))
         model.fit(x_train, y_train)
         correct = model.predict(x_test) == y_test

@@ -113,12 +113,18 @@ class Track:
 
 @dataclass
 class MotionSample:
-    """Trajectories of the objects taking part in a motion, the event frame and facts the labels describe."""
+    """Trajectories of the objects taking part in a motion and what the labels say about them.
+
+    Args:
+        tracks: one Track per participating object, main object first.
+        event_frame: first frame of the clip's event (contact, bounce, start, stop, overlap), or None.
+        facts: label-relevant values (direction, speed word, wall, which object is faster, ...).
+        z_order: drawing order of the participants, back to front (indices into tracks).
+    """
 
     tracks: list[Track]
     event_frame: int | None = None
     facts: dict = field(default_factory=dict)
-    # Drawing order of the participating objects, back to front (indices into tracks).
     z_order: tuple[int, ...] = (0, 1)
 
 

@@ -283,8 +283,6 @@ def generate_world(
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if Path(out_dir).exists() and not overwrite:
-        raise FileExistsError(f"output directory {out_dir} already exists; pass overwrite=True to replace it")
 
     summary = WorldSummary(Path(out_dir))
     with atomic_output_dir(out_dir, overwrite=overwrite) as root:
