@@ -106,3 +106,26 @@ def test_over_long_samples_are_skipped_never_truncated(corpus, processor):
     strict = VLMConversationDataset(dataset.records, processor, max_length=5, max_consecutive_skips=2)
     with pytest.raises(RuntimeError, match="3 consecutive bad samples"):
         strict[0]
+
+
+@pytest.mark.slow
+def test_synthetic_world_manifests_flow_into_a_training_batch(tmp_path):
+    from vjepa_vlm.data.synthetic_world import generate_world
+
+    root = tmp_path / "world"
+    generate_world(root, n_train=3, n_test=1, seed=0, frames=16, size=64)
+    sources = [
+        ConversationSourceArgs(str(root / "train" / "video_qa.jsonl"), weight=2.0, media_root=str(root)),
+        ConversationSourceArgs(str(root / "train" / "image_captions.jsonl"), media_root=str(root)),
+    ]
+    mixture = build_mixture(VLMDataArgs(sources=sources))
+    tokenizer = train_tiny_tokenizer([m["content"] for record in mixture for m in record["messages"]], 512)
+    config = VJEPA2VLMConfig.from_preset("vjepa2-tiny-llama")
+    processor = VJEPA2VLMProcessor.from_model_config(config, tokenizer, num_frames=4)
+    dataset = VLMConversationDataset(mixture, processor, max_length=1024)
+    batch = VLMCollator(tokenizer.pad_token_id)([dataset[i] for i in range(len(dataset))])
+    assert batch.pop("skipped") == []
+    assert "pixel_values_images" in batch and "pixel_values_videos" in batch
+    torch.manual_seed(0)
+    loss = VJEPA2VLMForConditionalGeneration(config).train()(**batch).loss
+    assert torch.isfinite(loss)
