@@ -4,7 +4,8 @@
 
 1. Forward latency, ours vs transformers, same process, runs interleaved; medians of `--repeats` runs.
 2. Our masked forward on ~10% context tokens vs our full-clip forward.
-3. Peak memory of one forward+backward with and without gradient checkpointing. Each mode runs in a fresh
+3. Kernel calls of one forward (torch.profiler), ours vs transformers, on the first config.
+4. Peak memory of one forward+backward with and without gradient checkpointing. Each mode runs in a fresh
    subprocess; the kernel's resident-set high-water mark (VmHWM) is reset through /proc/self/clear_refs right before
    the measured step (after a warm-up step has allocated the gradients), and peak minus the resident set before the
    step is reported: the activation memory of the step.
@@ -99,6 +100,24 @@ def masked_vs_full(name: str, repeats: int, context_ratio: float) -> dict:
             "speedup": full / masked}
 
 
+COUNTED_OPS = ("aten::addmm", "aten::sin", "aten::cos", "aten::mul", "aten::cat", "aten::copy_")
+
+
+@torch.no_grad()
+def op_counts(name: str) -> dict[str, dict[str, int]]:
+    """Kernel calls of one forward, ours vs transformers: where the two differ besides the shared GEMMs/SDPA."""
+    ours, clip = build(name)
+    reference = transformers.VJEPA2Model(transformers.VJEPA2Config.from_dict(ours.config.to_dict())).eval()
+    counts = {}
+    runs = (("ours", lambda: ours.encoder(clip)), ("transformers", lambda: reference(clip, skip_predictor=True)))
+    for label, run in runs:
+        with torch.profiler.profile() as profiler:
+            run()
+        seen = {event.key: event.count for event in profiler.key_averages()}
+        counts[label] = {op: seen.get(op, 0) for op in COUNTED_OPS}
+    return counts
+
+
 def _resident_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -163,6 +182,10 @@ def main() -> None:
         r = masked_vs_full(name, args.repeats, args.context_ratio)
         print(f"| {name} | {r['context']} / {r['tokens']} | {r['full_s']:.3f} | {r['masked_s']:.3f} | "
               f"{r['speedup']:.1f}x |")
+    print(f"\n| {args.configs[0]}: calls per forward | " + " | ".join(COUNTED_OPS) + " |")
+    print("| --- " * (len(COUNTED_OPS) + 1) + "|")
+    for label, counts in op_counts(args.configs[0]).items():
+        print(f"| {label} | " + " | ".join(str(counts[op]) for op in COUNTED_OPS) + " |")
     print("\n| config | step peak, no checkpointing (MiB) | with checkpointing (MiB) | ratio |")
     print("| --- | --- | --- | --- |")
     for name in args.configs:
