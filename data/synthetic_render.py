@@ -41,8 +41,10 @@ def draw_background(frames: int, size: int, rng: np.random.Generator) -> np.ndar
         [np.asarray(Image.fromarray(coarse[..., c]).resize((size, size), Image.BICUBIC)) for c in range(3)], axis=-1
     )
     still = base + tint + 22.0 * texture + rng.normal(0, 4.0, size=(size, size, 3))
-    noise = rng.normal(0, 2.0, size=(frames, size, size, 3)).astype(np.float32)
-    return still.astype(np.float32)[None] + noise
+    noise = rng.standard_normal(size=(frames, size, size, 3), dtype=np.float32)
+    noise *= 2.0
+    noise += still.astype(np.float32)[None]
+    return noise
 
 
 def _alpha_for_frames(obj: SceneObject, size: int) -> tuple[np.ndarray, tuple[slice, slice]]:

@@ -30,6 +30,7 @@ def main() -> None:
     n_test = args.clips - n_train
     config = WorldConfig(frames=args.frames, size=args.size)
     probe = min(args.clips, 200)
+    make_clip(config, args.seed, "train", 0, None)  # warm-up: loads scikit-learn's digit bank once
     started = time.perf_counter()
     for index in range(probe):
         make_clip(config, args.seed, "train", index, None)
