@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import transformers
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, AutoModel
 from vjepa2_oracle import random_clip, tiny_config, twin_models
 
@@ -65,6 +66,13 @@ def test_fresh_init_follows_the_reference_recipe():
         for projection in (block.attention.proj, block.mlp.fc2):
             assert abs(projection.weight.std().item() / (0.02 / (2 * depth) ** 0.5) - 1) < 0.15
     assert torch.equal(first.norm1.weight, torch.ones(96)) and torch.count_nonzero(first.attention.query.bias) == 0
+
+
+def test_invalid_architecture_is_rejected_naming_the_field():
+    with pytest.raises(StrictDataclassClassValidationError, match="hidden_size=100 must be a positive multiple"):
+        VJEPA2Config(hidden_size=100, num_attention_heads=3)
+    with pytest.raises(StrictDataclassClassValidationError, match="pred_hidden_size=8 with 2 heads"):
+        tiny_config(pred_hidden_size=8, pred_num_attention_heads=2)
 
 
 def test_unknown_preset_lists_the_known_ones():
