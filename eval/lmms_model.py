@@ -89,11 +89,12 @@ class LmmsModelArgs:
 
     def __post_init__(self):
         self.pretrained = str(self.pretrained)
-        if not Path(self.pretrained, "config.json").is_file():
-            raise FileNotFoundError(
-                f"vjepa2_vlm: pretrained={self.pretrained!r} is not a checkpoint directory "
-                "(expected a directory holding config.json and the processor files, written by save_pretrained)"
-            )
+        for required in ("config.json", "processor_config.json"):
+            if not Path(self.pretrained, required).is_file():
+                raise FileNotFoundError(
+                    f"vjepa2_vlm: pretrained={self.pretrained!r} is not a checkpoint directory (no {required}; expected "
+                    "the model's and the processor's save_pretrained output in one directory)"
+                )
         for name in ("num_frames", "batch_size", "max_new_tokens", "decode_workers", "max_image_tiles", "decode_ahead"):
             value = getattr(self, name)
             if value is None and name == "max_image_tiles":

@@ -60,8 +60,12 @@ def test_model_arg_typo_is_named(checkpoint):
 
 
 def test_missing_checkpoint_directory_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pretrained='.*nowhere' is not a checkpoint directory"):
+    with pytest.raises(FileNotFoundError, match="pretrained='.*nowhere' is not a checkpoint directory .no config.json"):
         LmmsModelArgs(pretrained=str(tmp_path / "nowhere"))
+    (tmp_path / "model_only").mkdir()
+    (tmp_path / "model_only" / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="no processor_config.json"):
+        LmmsModelArgs(pretrained=str(tmp_path / "model_only"))
 
 
 @pytest.mark.parametrize(("field", "value"), [("batch_size", "auto"), ("frame_sampling", "random"), ("dtype", "fp8"), ("num_frames", 0)])
