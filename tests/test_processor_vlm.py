@@ -10,7 +10,7 @@ from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
 from vjepa_vlm.data.video_io import write_video
 from vjepa_vlm.image_processing_vjepa2_vlm import IMAGENET_MEAN, IMAGENET_STD, dynamic_s2_tiles, select_tile_grid
 from vjepa_vlm.processing_vjepa2_vlm import SequenceTooLongError
-from vjepa_vlm.video_processing_vjepa2_vlm import frames_to_pixels
+from vjepa_vlm.video_processing_vjepa2_vlm import frames_to_pixels, load_video_frames
 
 torch.set_num_threads(1)
 
@@ -62,6 +62,14 @@ def test_video_frames_are_resized_on_the_shorter_side_and_center_cropped():
     torch.testing.assert_close(pixels[:, :, 5, 10], white.expand(2, 3), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="uint8 of shape"):
         frames_to_pixels(frames.astype(np.float32), crop_size=20)
+
+
+@pytest.mark.parametrize("sampling, target_fps, expected", [("uniform", None, [1, 4, 7, 10]), ("fps", 3.0, [0, 2, 4, 6])])
+def test_frames_are_sampled_uniformly_or_at_a_target_rate(tmp_path, sampling, target_fps, expected):
+    frames = np.stack([np.full((32, 32, 3), 20 * i, dtype=np.uint8) for i in range(12)])
+    write_video(tmp_path / "ramp.mp4", frames, fps=6)
+    sampled = load_video_frames(tmp_path / "ramp.mp4", 4, sampling, target_fps)
+    assert np.allclose(sampled.reshape(4, -1).mean(axis=1), [20 * i for i in expected], atol=4)
 
 
 def test_each_placeholder_expands_to_exactly_the_models_feature_count(processor, tokenizer, tmp_path):
