@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 
 from vjepa_vlm.train.stages import LoraArgs, StageArgs, lora_paths, merge_lora_state_dict
@@ -122,21 +123,33 @@ def load_stage_model(directory, model_class, expect: dict | None = None, **from_
 
 
 def _overlay_weights(model, directory: Path) -> None:
-    current = model.state_dict()
+    """Copy a "tunable"-only output's weights over its base model, also when ZeRO-3 partitioned it at load."""
+    params = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    shapes = {k: tuple(getattr(p, "ds_shape", p.shape)) for k, p in params.items()}
     overlay = {}
     for file in sorted(directory.glob("*.safetensors")):
         with safe_open(file, framework="pt") as handle:
             for key in handle.keys():
                 overlay[key] = handle.get_tensor(key)
-    problems = [k for k in overlay if k not in current]
-    problems += [f"{k} {tuple(v.shape)} vs {tuple(current[k].shape)}" for k, v in overlay.items()
-                 if k in current and v.shape != current[k].shape]
+    problems = [k for k in overlay if k not in shapes]
+    problems += [f"{k} {tuple(v.shape)} vs {shapes[k]}" for k, v in overlay.items() if k in shapes and tuple(v.shape) != shapes[k]]
     if problems or not overlay:
         raise ValueError(
             f"{directory}: its weights do not fit the model of its base directory "
             f"({problems[:3] or 'no weights found'}); the base changed since this stage ran"
         )
-    model.load_state_dict(overlay, strict=False)
+    targets = [params[k] for k in overlay]
+    if any(hasattr(p, "ds_id") for p in targets):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(targets, modifier_rank=0), torch.no_grad():
+            if torch.distributed.get_rank() == 0:
+                for key, value in overlay.items():
+                    params[key].copy_(value)
+    else:
+        with torch.no_grad():
+            for key, value in overlay.items():
+                params[key].copy_(value)
 
 
 __all__ = ["STAGE_FILE", "check_expected_architecture", "load_stage_model", "write_stage_output"]

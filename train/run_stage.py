@@ -9,12 +9,13 @@ project: dataclass defaults <- recipe YAML <- `key=value` overrides, strict abou
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accelerate import PartialState
+from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
 from vjepa_vlm.data.vlm_dataset import VLMCollator, VLMConversationDataset, VLMDataArgs
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
@@ -22,7 +23,7 @@ from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor
 from vjepa_vlm.train.config import load_config
 from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_tiny_vlm, ensure_world
 from vjepa_vlm.train.handoff import load_stage_model
-from vjepa_vlm.train.trainer import TrainerArgs, VLMTrainer
+from vjepa_vlm.train.trainer import TrainerArgs, VLMTrainer, build_stage_accelerator
 
 RECIPES = Path(__file__).parent / "recipes"
 EMBEDDED = "embedded"
@@ -63,7 +64,22 @@ class StageConfig(TrainerArgs):
     embedded: EmbeddedArgs = field(default_factory=EmbeddedArgs)
 
 
-def resolve_init_dir(config: StageConfig, state: PartialState) -> str:
+@contextlib.contextmanager
+def zero3_init_disabled(accelerator):
+    """Build models as plain modules: only the main process builds the tiny VLM, and under ZeRO-3 init
+    that construction would be a collective the other ranks never join."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        yield
+        return
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
+
+
+def resolve_init_dir(config: StageConfig, accelerator) -> str:
     """The directory the stage starts from, building the embedded tiny VLM when asked."""
     init_from = config.model.init_from
     if init_from != EMBEDDED and not Path(init_from).exists():
@@ -74,19 +90,19 @@ def resolve_init_dir(config: StageConfig, state: PartialState) -> str:
         logging.getLogger(__name__).warning("%s not found: starting from the embedded tiny VLM", init_from)
         init_from = EMBEDDED
     if init_from == EMBEDDED:
-        with state.main_process_first():
-            init_from = str(ensure_tiny_vlm(config.embedded, state.is_main_process))
+        with accelerator.main_process_first(), zero3_init_disabled(accelerator):
+            init_from = str(ensure_tiny_vlm(config.embedded, accelerator.is_main_process))
     return init_from
 
 
 def build_stage(config: StageConfig) -> VLMTrainer:
     """Model, processor and data of a stage, checked before any step runs."""
-    state = PartialState()
+    accelerator = build_stage_accelerator(config)
     if config.embedded.world_dir:
-        with state.main_process_first():
-            if state.is_main_process:
+        with accelerator.main_process_first():
+            if accelerator.is_main_process:
                 ensure_world(config.embedded)
-    init_dir = resolve_init_dir(config, state)
+    init_dir = resolve_init_dir(config, accelerator)
     model = load_stage_model(
         init_dir, VJEPA2VLMForConditionalGeneration, config.model.expect,
         attn_implementation=config.model.attn_implementation,
@@ -98,7 +114,8 @@ def build_stage(config: StageConfig) -> VLMTrainer:
     model.model.set_vision_tower_trainable(vision_trains)
     dataset = VLMConversationDataset.from_args(config.data, processor)
     collator = VLMCollator(pad_token_id=processor.tokenizer.pad_token_id)
-    return VLMTrainer(config, model, dataset, collator, base_dir=init_dir, save_extras=processor.save_pretrained)
+    return VLMTrainer(config, model, dataset, collator, base_dir=init_dir, save_extras=processor.save_pretrained,
+                      accelerator=accelerator)
 
 
 def main(default_recipe: str, argv: list[str] | None = None) -> Path:

@@ -182,6 +182,20 @@ class ResumableBatchSampler(Sampler):
             position += 1
 
 
+def build_stage_accelerator(args: TrainerArgs):
+    """The run's Accelerator; gradient accumulation follows from the global batch, not from the recipe.
+
+    Build it before any other accelerate object: a `PartialState` created first would fix the
+    process layout without DeepSpeed.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    accumulation = gradient_accumulation(args.batch_size, args.micro_batch_size, world_size)
+    distributed = dataclasses.replace(args.distributed, gradient_accumulation_steps=accumulation)
+    tracker = None if args.logging.tracker == "none" else args.logging.tracker
+    return build_accelerator(distributed, grad_clip=args.optim.grad_clip, log_with=tracker,
+                             project_dir=str(Path(args.checkpoint.dir) / "logs"))
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
@@ -231,13 +245,16 @@ class VLMTrainer:
             `skipped`, the messages of samples replaced in this batch (see `vjepa_vlm.data.vlm_dataset`).
         base_dir: the directory the stage started from, recorded for a "tunable"-only output.
         save_extras: called with a directory to write beside the model (processor, tokenizer).
+        accelerator: from `build_stage_accelerator(config)`, when the caller needed it earlier (e.g. to
+            prepare data on the main process first); built in `train()` otherwise.
     """
 
-    def __init__(self, config, model, dataset, collate_fn, base_dir: str | None = None, save_extras=None):
+    def __init__(self, config, model, dataset, collate_fn, base_dir: str | None = None, save_extras=None,
+                 accelerator=None):
         self.config = self.args = config
         validate_config(config)
         self.model, self.base_dir, self.save_extras = model, base_dir, save_extras
-        self.dataset, self.collate_fn = dataset, collate_fn
+        self.dataset, self.collate_fn, self.accelerator = dataset, collate_fn, accelerator
         self.run_dir = Path(self.args.checkpoint.dir)
 
     def _prepare_model(self) -> list[str]:
@@ -249,19 +266,24 @@ class VLMTrainer:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return trainable
 
-    def _build_accelerator(self, world_size: int):
-        args = self.args
-        # Accumulation follows from the global batch; the recipe's own value is not used.
-        self.accumulation = gradient_accumulation(args.batch_size, args.micro_batch_size, world_size)
-        distributed = dataclasses.replace(args.distributed, gradient_accumulation_steps=self.accumulation)
-        tracker = None if args.logging.tracker == "none" else args.logging.tracker
-        accelerator = build_accelerator(
-            distributed, grad_clip=args.optim.grad_clip, log_with=tracker, project_dir=str(self.run_dir / "logs")
+    def _configure_deepspeed(self, accelerator) -> None:
+        plugin = accelerator.state.deepspeed_plugin
+        if plugin is None:
+            return
+        # No dataloader goes through `prepare`, so DeepSpeed learns the batch split from us (it asserts
+        # train_batch_size == micro x accumulation x world size).
+        plugin.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=self.args.micro_batch_size,
+            gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
+            train_batch_size=self.args.batch_size,
         )
-        if accelerator.state.deepspeed_plugin is not None:
-            # No dataloader goes through `prepare`, so DeepSpeed learns the micro batch from us.
-            accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.micro_batch_size
-        return accelerator
+        # accelerate sizes ZeRO-3 buckets from `config.hidden_size`, which a VLM keeps in its text config.
+        hidden = self.model.config.get_text_config().hidden_size
+        zero = plugin.deepspeed_config.get("zero_optimization", {})
+        for key, value in (("stage3_prefetch_bucket_size", int(0.9 * hidden * hidden)),
+                           ("stage3_param_persistence_threshold", 10 * hidden)):
+            if zero.get(key) == "auto":
+                zero[key] = value
 
     def train(self) -> Path:
         args = self.args
@@ -269,8 +291,10 @@ class VLMTrainer:
         resume_from = latest_checkpoint(self.run_dir) if args.checkpoint.resume else None
         state = check_resume_compatible(resume_from, self.config, world_size) if resume_from else {}
         trainable = self._prepare_model()
-        trainable_numel = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        accelerator = self._build_accelerator(world_size)
+        # ZeRO-3 may have partitioned the weights at load time; `ds_numel` is then the full size.
+        trainable_numel = sum(getattr(p, "ds_numel", p.numel()) for p in self.model.parameters() if p.requires_grad)
+        accelerator = self.accelerator or build_stage_accelerator(args)
+        self._configure_deepspeed(accelerator)
         torch.manual_seed(args.seed)
         groups = parameter_groups(self.model, args.stage, args.optim.lr)
         optimizer = torch.optim.AdamW(groups, lr=args.optim.lr, betas=args.optim.betas, eps=args.optim.eps)
@@ -284,7 +308,7 @@ class VLMTrainer:
             schedule.load_state_dict({"step_count": step})
             accelerator.print(f"resumed from {resume_from} at step {step}")
         self._truncate_metrics(accelerator, step)
-        accumulation = self.accumulation
+        accumulation = accelerator.gradient_accumulation_steps
         loader = DataLoader(
             self.dataset,
             batch_sampler=ResumableBatchSampler(
@@ -314,7 +338,7 @@ class VLMTrainer:
         from tqdm.auto import tqdm
 
         args = self.args
-        accumulation = self.accumulation
+        accumulation = accelerator.gradient_accumulation_steps
         bar = tqdm(total=last, initial=step, desc=f"stage {args.stage.name}", disable=not (
             args.logging.progress_bar and accelerator.is_main_process))
         model.train()
@@ -413,6 +437,7 @@ __all__ = [
     "StageOptimArgs",
     "TrainerArgs",
     "VLMTrainer",
+    "build_stage_accelerator",
     "check_resume_compatible",
     "gradient_accumulation",
 ]
