@@ -41,12 +41,15 @@ class ModelArgs:
         expect: config fields the recipe requires of the model it starts from, e.g.
             {"projector_type": "attentive_pooler", "text_config.model_type": "qwen2"}.
         attn_implementation: "sdpa" on CPU; "flash_attention_2" on GPU with flash-attn installed.
+        processor: processor attributes this stage changes, e.g. {"num_frames": 32, "max_image_tiles": 32}
+            in stage 3 of the scaling setup (Table 22).
     """
 
     init_from: str = EMBEDDED
     fallback_to_embedded: bool = False
     expect: dict = field(default_factory=dict)
     attn_implementation: str = "sdpa"
+    processor: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +111,10 @@ def build_stage(config: StageConfig) -> VLMTrainer:
         attn_implementation=config.model.attn_implementation,
     )
     processor = VJEPA2VLMProcessor.from_pretrained(init_dir)
+    for key, value in config.model.processor.items():
+        if not hasattr(processor, key):
+            raise ValueError(f"model.processor.{key}: the processor has no attribute {key!r}")
+        setattr(processor, key, value)
     vision_trains = any(p.startswith("model.vision_tower") or "model.vision_tower".startswith(p)
                         for p in config.stage.tunable)
     # The frozen setup runs the encoder under no_grad; the finetuned one needs its graph (appendix E.2).

@@ -1,0 +1,71 @@
+"""Every stage recipe parses strictly, keeps the paper's numbers, and names modules the model has."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
+from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
+from vjepa_vlm.train.config import load_config, validate_config
+from vjepa_vlm.train.run_stage import RECIPES, StageConfig
+from vjepa_vlm.train.stages import check_module_paths
+
+STAGE_RECIPES = sorted(RECIPES.glob("stage*.yaml"))
+PRESETS = {"llava_qwen2_7b": "vjepa2-vitg-qwen2-7b", "plm_llama31_8b": "vjepa2-vitg384-llama3.1-8b",
+           "tiny": "vjepa2-tiny-qwen2"}
+
+
+def _recipe(name) -> StageConfig:
+    config = load_config(StageConfig, RECIPES / name)
+    validate_config(config)
+    return config
+
+
+def test_every_stage_has_tiny_controlled_and_scaling_recipes():
+    names = {p.name for p in STAGE_RECIPES}
+    for stage in ("1", "1_5", "2", "3"):
+        assert {f"stage{stage}_tiny.yaml", f"stage{stage}_llava_qwen2_7b.yaml"} <= names
+    assert {f"stage{s}_plm_llama31_8b.yaml" for s in ("1", "2", "3")} <= names  # PLM has no stage 1.5
+
+
+@pytest.mark.parametrize("stage, lr, schedule", [("1", 1e-5, "cosine"), ("1_5", 1e-5, "cosine"),
+                                                 ("2", 5e-6, "constant"), ("3", 5e-6, "constant")])
+def test_controlled_setup_follows_appendix_e2(stage, lr, schedule):
+    config = _recipe(f"stage{stage}_llava_qwen2_7b.yaml")  # Table 21
+    assert (config.optim.lr, config.optim.schedule, config.optim.warmup_ratio) == (lr, schedule, 0.03)
+    assert (config.optim.weight_decay, config.batch_size) == (0.0, 256)
+    assert config.model.expect == {"projector_type": "attentive_pooler", "text_config.model_type": "qwen2"}
+    assert config.stage.tunable == (["model.multi_modal_projector"] if stage == "1" else
+                                    ["model.multi_modal_projector", "model.language_model", "lm_head"])
+
+
+@pytest.mark.parametrize("stage, steps, warmup, batch, lr, final_lr, max_length, tiles_frames", [
+    ("1", 16000, 96, 128, 1e-4, 1e-6, 1920, None),
+    ("2", 35000, 200, 2048, 4e-5, 4e-7, 6400, 16),
+    ("3", 28000, 168, 2048, 1e-5, 1e-7, 12800, 32),
+])
+def test_scaling_setup_follows_table_22(stage, steps, warmup, batch, lr, final_lr, max_length, tiles_frames):
+    config = _recipe(f"stage{stage}_plm_llama31_8b.yaml")
+    assert (config.steps, config.optim.warmup_steps, config.batch_size) == (steps, warmup, batch)
+    assert (config.optim.lr, config.optim.final_lr, config.optim.weight_decay) == (lr, final_lr, 0.05)
+    assert (config.data.max_length, config.seed) == (max_length, 777)
+    if tiles_frames:
+        assert config.model.processor["max_image_tiles"] == config.model.processor["num_frames"] == tiles_frames
+    assert config.stop_after == (22000 if stage == "3" else 0)
+
+
+@pytest.mark.parametrize("recipe", [p.name for p in STAGE_RECIPES], ids=lambda n: n.removesuffix(".yaml"))
+def test_recipe_modules_exist_in_its_architecture(recipe):
+    config = _recipe(recipe)
+    preset = next(PRESETS[key] for key in PRESETS if key in recipe)
+    with torch.device("meta"):
+        model = VJEPA2VLMForConditionalGeneration(VJEPA2VLMConfig.from_preset(preset))
+    check_module_paths(model, config.stage, config.lora)
+
+
+def test_unknown_recipe_key_names_it(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(RECIPES / "stage2_tiny.yaml").read_text() + "\nlearning_rate: 1.0\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_config(StageConfig, bad)
