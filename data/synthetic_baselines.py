@@ -127,7 +127,7 @@ def motion_pixel_baselines(train_manifest: str | Path, test_manifest: str | Path
     results = {}
     for count in frame_counts:
         x_train, x_test = train_features[count], test_features[count]
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.05))
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.05))
         model.fit(x_train, y_train)
         correct = model.predict(x_test) == y_test
         name = "middle frame" if count == 1 else f"{count} frames"
