@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,10 +39,13 @@ class EmbeddedArgs:
         world_seed: seed of a generated world.
         init_dir: where the assembled tiny VLM (stage 1's starting point) is cached.
         preset: tiny VLM preset of `VJEPA2VLMConfig`.
+        vision_overrides: encoder config fields changed from the preset; the default matches the tiny
+            pretraining recipe (`train/recipes/pretrain_tiny.yaml`), so its encoder drops in.
         vocab_size: BPE vocabulary of the tiny tokenizer (the LLM's embedding follows it).
         num_frames: frames per video the processor samples (two tubelets of the tiny encoder).
         encoder_from: a pretrained encoder directory (`VJEPA2Model.save_pretrained`, pretraining issue)
-            whose weights replace the random tiny encoder; None keeps the random initialization.
+            whose weights replace the random tiny encoder (its config then defines the encoder); None keeps
+            the random initialization.
         seed: initialization seed of the tiny VLM.
     """
 
@@ -52,6 +55,7 @@ class EmbeddedArgs:
     world_seed: int = 0
     init_dir: str = "runs/vlm_tiny/init"
     preset: str = "vjepa2-tiny-qwen2"
+    vision_overrides: dict = field(default_factory=lambda: {"patch_size": 8})
     vocab_size: int = 512
     num_frames: int = 4
     encoder_from: str | None = None
@@ -99,7 +103,13 @@ def ensure_tiny_vlm(args: EmbeddedArgs, is_main_process: bool = True) -> Path:
         return init_dir
     world = ensure_world(args)
     tokenizer = tiny_tokenizer(world, args.vocab_size)
-    config = VJEPA2VLMConfig.from_preset(args.preset, text_overrides={"vocab_size": len(tokenizer)})
+    vision = dict(args.vision_overrides)
+    if args.encoder_from:
+        from vjepa_vlm import VJEPA2Config
+
+        vision = VJEPA2Config.from_pretrained(args.encoder_from).to_diff_dict()
+        vision.pop("model_type", None)
+    config = VJEPA2VLMConfig.from_preset(args.preset, vision_overrides=vision, text_overrides={"vocab_size": len(tokenizer)})
     torch.manual_seed(args.seed)
     model = VJEPA2VLMForConditionalGeneration(config)
     if args.encoder_from:

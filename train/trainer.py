@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -196,6 +197,11 @@ def build_stage_accelerator(args: TrainerArgs):
                              project_dir=str(Path(args.checkpoint.dir) / "logs"))
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
@@ -365,12 +371,14 @@ class VLMTrainer:
             totals = accelerator.reduce(torch.stack([torch.stack(losses).mean(), torch.tensor(float(tokens)),
                                                      torch.tensor(float(bad))]).to(accelerator.device), "sum")
             skipped += int(totals[2])
+            peak_rss = accelerator.gather(torch.tensor([peak_rss_mib()], device=accelerator.device)).max()
             metrics = {
                 "loss": float(totals[0]) / accelerator.num_processes,
                 "lr": lr,
                 "samples_per_s": args.batch_size / (time.perf_counter() - started),
                 "tokens_per_s": float(totals[1]) / (time.perf_counter() - started),
                 "skipped_samples": skipped,
+                "peak_rss_mib": float(peak_rss),
             }
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
