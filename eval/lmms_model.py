@@ -38,6 +38,8 @@ from vjepa_vlm.video_processing_vjepa2_vlm import load_video_frames, sample_fram
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+# Model args that override the checkpoint processor's saved values when given.
+PROCESSOR_ARGS = ("num_frames", "frame_sampling", "target_fps", "max_image_tiles")
 UNREADABLE_VISUAL_ERRORS = (VideoDecodeError, FileNotFoundError, UnidentifiedImageError, OSError)
 
 
@@ -47,10 +49,12 @@ class LmmsModelArgs:
 
     Args:
         pretrained: checkpoint directory written by `save_pretrained` (model and processor).
-        num_frames: frames per video; 16 is stage 2 of the scaling setup (Table 22), the paper's video-QA
-            suite uses 32 or 128 (see `paper_suite.py`). A multiple of the encoder's tubelet size.
-        frame_sampling: "uniform" over the whole video (Table 22) or "fps" (from the start at `target_fps`).
-        target_fps: frame rate of "fps" sampling (1 fps, Table 22).
+        num_frames: frames per video, a multiple of the encoder's tubelet size; None keeps the checkpoint
+            processor's (what the model was trained with). The paper's video-QA suite uses 32 or 128 (see
+            `paper_suite.py`).
+        frame_sampling: "uniform" over the whole video (Table 22) or "fps" (from the start at `target_fps`);
+            None keeps the checkpoint processor's.
+        target_fps: frame rate of "fps" sampling (1 fps, Table 22); None keeps the checkpoint processor's.
         max_image_tiles: most Dynamic S² tiles per image; None keeps the checkpoint processor's value.
         batch_size: requests per forward pass (a positive integer; "auto" is not supported).
         device: torch device; None picks cuda:LOCAL_RANK when CUDA is available, else cpu.
@@ -62,9 +66,9 @@ class LmmsModelArgs:
     """
 
     pretrained: str
-    num_frames: int = 16
-    frame_sampling: str = "uniform"
-    target_fps: float = 1.0
+    num_frames: int | None = None
+    frame_sampling: str | None = None
+    target_fps: float | None = None
     max_image_tiles: int | None = None
     batch_size: int = 1
     device: str | None = None
@@ -97,16 +101,17 @@ class LmmsModelArgs:
                 )
         for name in ("num_frames", "batch_size", "max_new_tokens", "decode_workers", "max_image_tiles", "decode_ahead"):
             value = getattr(self, name)
-            if value is None and name == "max_image_tiles":
+            if value is None and name in ("num_frames", "max_image_tiles"):
                 continue
             if not str(value).isdigit() or int(value) < (0 if name == "decode_ahead" else 1):
                 raise ValueError(f"vjepa2_vlm: model arg {name} must be a positive integer, got {value!r}")
             setattr(self, name, int(value))
-        if self.frame_sampling not in SAMPLING_MODES:
+        if self.frame_sampling is not None and self.frame_sampling not in SAMPLING_MODES:
             raise ValueError(f"vjepa2_vlm: model arg frame_sampling must be one of {SAMPLING_MODES}, got {self.frame_sampling!r}")
-        self.target_fps = float(self.target_fps)
-        if not self.target_fps > 0:
-            raise ValueError(f"vjepa2_vlm: model arg target_fps must be > 0, got {self.target_fps}")
+        if self.target_fps is not None:
+            self.target_fps = float(self.target_fps)
+            if not self.target_fps > 0:
+                raise ValueError(f"vjepa2_vlm: model arg target_fps must be > 0, got {self.target_fps}")
         if self.dtype not in DTYPES:
             raise ValueError(f"vjepa2_vlm: model arg dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
 
@@ -200,10 +205,8 @@ class VJEPA2VLMLmms(lmms):
         self.model = VJEPA2VLMForConditionalGeneration.from_pretrained(
             self.args.pretrained, dtype=DTYPES[self.args.dtype], attn_implementation=self.args.attn_implementation
         ).to(self._device).eval()
-        processor_overrides = dict(num_frames=self.args.num_frames, frame_sampling=self.args.frame_sampling, target_fps=self.args.target_fps)
-        if self.args.max_image_tiles is not None:
-            processor_overrides["max_image_tiles"] = self.args.max_image_tiles
-        self.processor = VJEPA2VLMProcessor.from_pretrained(self.args.pretrained, **processor_overrides)
+        overrides = {name: getattr(self.args, name) for name in PROCESSOR_ARGS if getattr(self.args, name) is not None}
+        self.processor = VJEPA2VLMProcessor.from_pretrained(self.args.pretrained, **overrides)
         self.tokenizer = self.processor.tokenizer
         self.missing_visuals: list[str] = []
         self._warned_sampling = False

@@ -74,6 +74,11 @@ def test_bad_model_arg_values_are_named(checkpoint, field, value):
         LmmsModelArgs(pretrained=str(checkpoint), **{field: value})
 
 
+def test_frame_settings_default_to_the_checkpoint_processor(checkpoint):
+    lm = VJEPA2VLMLmms(pretrained=str(checkpoint))
+    assert (lm.processor.num_frames, lm.processor.frame_sampling) == (4, "uniform")
+
+
 def test_model_args_win_over_cli_defaults(checkpoint):
     lm = VJEPA2VLMLmms.create_from_arg_string(f"pretrained={checkpoint},batch_size=3,num_frames=8", {"batch_size": "1", "device": None})
     assert (lm.batch_size, lm.processor.num_frames, lm.device.type) == (3, 8, "cpu")
