@@ -99,18 +99,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="runs/vlm_pipeline")
     parser.add_argument("--world", default=EmbeddedArgs.world_dir)
     parser.add_argument("--pretrain_steps", type=int, default=300)
+    parser.add_argument("--encoder", default=None,
+                        help="an already pretrained tiny encoder directory (e.g. <pretrain run>/checkpoints/step_*/target); "
+                             "skips pretraining")
     parser.add_argument("--stage_steps", default="20,20,20,60", help="steps of stages 1, 1.5, 2, 3")
+    parser.add_argument("--variants", default="pretrained,random",
+                        help="encoders to train VLMs around; runs sharing --out reuse each other's finished stages")
     args = parser.parse_args(argv)
     stage_steps = [int(s) for s in args.stage_steps.split(",")]
     if len(stage_steps) != len(STAGES):
         raise SystemExit(f"--stage_steps needs {len(STAGES)} comma-separated step counts, got {args.stage_steps!r}")
     out, world = Path(args.out), ensure_world(EmbeddedArgs(world_dir=args.world))
-    print(f"[1/4] pretraining the tiny encoder ({args.pretrain_steps} steps)", flush=True)
-    encoder = pretrain_encoder(out, args.pretrain_steps, world)
+    variants = args.variants.split(",")
+    encoder = Path(args.encoder) if args.encoder else None
+    if "pretrained" in variants and encoder is None:
+        print(f"[1/4] pretraining the tiny encoder ({args.pretrain_steps} steps)", flush=True)
+        encoder = pretrain_encoder(out, args.pretrain_steps, world)
     outputs = {}
-    for index, (name, variant_encoder) in enumerate((("pretrained encoder", encoder), ("random encoder", None))):
-        print(f"[{2 + index}/4] VLM stages 1-3 with the {name}", flush=True)
-        outputs[name] = train_stages(out / name.split()[0], variant_encoder, stage_steps, world)
+    for index, variant in enumerate(variants):
+        if variant not in ("pretrained", "random"):
+            raise SystemExit(f"--variants: expected 'pretrained' and/or 'random', got {variant!r}")
+        print(f"[{2 + index}/4] VLM stages 1-3 with the {variant} encoder", flush=True)
+        outputs[f"{variant} encoder"] = train_stages(out / variant, encoder if variant == "pretrained" else None,
+                                                     stage_steps, world)
     print("[4/4] evaluating on the held-out multiple-choice video questions", flush=True)
     train, test = ([r for r in read_jsonl(world / split / "video_qa.jsonl") if r["format"] == "mc"]
                    for split in ("train", "test"))
@@ -123,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nheld-out video QA, multiple choice ({len(test)} questions), accuracy %\n\n{text}")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=out, suffix=".tmp", delete=False) as handle:
-        json.dump({"table": text, "accuracy": rows, "stage_steps": stage_steps, "pretrain_steps": args.pretrain_steps},
+        json.dump({"table": text, "accuracy": rows, "stage_steps": stage_steps, "encoder": str(encoder)},
                   handle, indent=1)
     os.replace(handle.name, out / "results.json")
     return rows
