@@ -65,7 +65,24 @@ class PoolerAttention(nn.Module):
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
+    def _few_query_attention(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The same attention, computed in token space: for a handful of queries, folding each query
+        into the key projection and pooling tokens before the value projection avoids projecting all
+        N tokens (N·D² work) and costs N·D per query and head. The key bias only shifts every score of
+        a query equally, so softmax ignores it; the value bias passes through since weights sum to 1."""
+        heads, width = self.num_heads, tokens.shape[-1]
+        query = self._split(self.q_proj(queries))  # (B, H, M, d)
+        key_weight = self.k_proj.weight.view(heads, -1, width)  # (H, d, D)
+        folded = torch.einsum("bhmd,hdc->bhmc", query, key_weight)
+        scores = torch.einsum("bhmc,bnc->bhmn", folded, tokens) * key_weight.shape[1] ** -0.5
+        pooled = torch.einsum("bhmn,bnc->bhmc", scores.softmax(dim=-1), tokens)
+        values = torch.einsum("bhmc,hdc->bhmd", pooled, self.v_proj.weight.view(heads, -1, width))
+        values = values + self.v_proj.bias.view(heads, 1, -1)
+        return values.transpose(1, 2).flatten(2)
+
     def forward(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        if 2 * queries.shape[1] * self.num_heads <= tokens.shape[-1] and not hasattr(self, "out_proj"):
+            return self._few_query_attention(queries, tokens)
         attended = F.scaled_dot_product_attention(
             self._split(self.q_proj(queries)), self._split(self.k_proj(tokens)), self._split(self.v_proj(tokens))
         )
