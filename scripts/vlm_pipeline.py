@@ -48,13 +48,14 @@ def pretrain_encoder(out: Path, steps: int, world: Path) -> Path:
     return latest_checkpoint(run_dir) / "target"
 
 
-def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], world: Path) -> Path:
+def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_size: int, world: Path) -> Path:
     """Stages 1 -> 1.5 -> 2 -> 3 with the tiny recipes, each starting from the previous output."""
     init_from = "embedded"
     for stage, steps in zip(STAGES, stage_steps):
         run_dir = out / f"stage{stage}"
         if not (run_dir / "output" / "stage.json").is_file():
-            run([f"train/stage{stage}.py", f"steps={steps}", f"checkpoint.dir={run_dir}", f"model.init_from={init_from}",
+            run([f"train/stage{stage}.py", f"steps={steps}", f"batch_size={batch_size}",
+                 f"micro_batch_size={min(batch_size, 8)}", f"checkpoint.dir={run_dir}", f"model.init_from={init_from}",
                  f"embedded.init_dir={out / 'init'}", f"embedded.world_dir={world}",
                  f"embedded.encoder_from={encoder if encoder else 'null'}", "logging.tracker=tensorboard"])
         init_from = str(run_dir / "output")
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="an already pretrained tiny encoder directory (e.g. <pretrain run>/checkpoints/step_*/target); "
                              "skips pretraining")
     parser.add_argument("--stage_steps", default="20,20,20,60", help="steps of stages 1, 1.5, 2, 3")
+    parser.add_argument("--batch_size", type=int, default=16, help="global batch of every stage")
     parser.add_argument("--variants", default="pretrained,random",
                         help="encoders to train VLMs around; runs sharing --out reuse each other's finished stages")
     args = parser.parse_args(argv)
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"--variants: expected 'pretrained' and/or 'random', got {variant!r}")
         print(f"[{2 + index}/4] VLM stages 1-3 with the {variant} encoder", flush=True)
         outputs[f"{variant} encoder"] = train_stages(out / variant, encoder if variant == "pretrained" else None,
-                                                     stage_steps, world)
+                                                     stage_steps, args.batch_size, world)
     print("[4/4] evaluating on the held-out multiple-choice video questions", flush=True)
     train, test = ([r for r in read_jsonl(world / split / "video_qa.jsonl") if r["format"] == "mc"]
                    for split in ("train", "test"))

@@ -109,7 +109,9 @@ def ensure_tiny_vlm(args: EmbeddedArgs, is_main_process: bool = True) -> Path:
 
         vision = VJEPA2Config.from_pretrained(args.encoder_from).to_diff_dict()
         vision.pop("model_type", None)
-    config = VJEPA2VLMConfig.from_preset(args.preset, vision_overrides=vision, text_overrides={"vocab_size": len(tokenizer)})
+    config = VJEPA2VLMConfig.from_preset(
+        args.preset, vision_overrides=vision, text_overrides={"vocab_size": len(tokenizer)}
+    )
     torch.manual_seed(args.seed)
     model = VJEPA2VLMForConditionalGeneration(config)
     if args.encoder_from:

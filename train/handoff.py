@@ -18,13 +18,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from vjepa_vlm.train.stages import LoraArgs, StageArgs, lora_paths, merge_lora_state_dict
+from vjepa_vlm.train.stages import LoraArgs, StageArgs, lora_paths, merge_lora_state_dict, within
 
 STAGE_FILE = "stage.json"
-
-
-def _is_under(name: str, paths) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in paths)
 
 
 def write_stage_output(accelerator, model, out_dir, stage: StageArgs, lora: LoraArgs, base_dir, save_extras,
@@ -48,7 +44,7 @@ def write_stage_output(accelerator, model, out_dir, stage: StageArgs, lora: Lora
         if stage.save == "tunable":
             if base_dir is None:
                 raise ValueError("stage.save='tunable' needs the directory the stage started from (model.init_from)")
-            state = {k: v for k, v in state.items() if _is_under(k, stage.tunable)}
+            state = {k: v for k, v in state.items() if any(within(k, t) for t in stage.tunable)}
         target = out_dir.with_name(f".tmp-{out_dir.name}") if atomic else out_dir
         shutil.rmtree(target, ignore_errors=True)
         unwrapped = accelerator.unwrap_model(model)
@@ -132,7 +128,8 @@ def _overlay_weights(model, directory: Path) -> None:
             for key in handle.keys():
                 overlay[key] = handle.get_tensor(key)
     problems = [k for k in overlay if k not in shapes]
-    problems += [f"{k} {tuple(v.shape)} vs {shapes[k]}" for k, v in overlay.items() if k in shapes and tuple(v.shape) != shapes[k]]
+    problems += [f"{k} {tuple(v.shape)} vs {shapes[k]}" for k, v in overlay.items()
+                 if k in shapes and tuple(v.shape) != shapes[k]]
     if problems or not overlay:
         raise ValueError(
             f"{directory}: its weights do not fit the model of its base directory "

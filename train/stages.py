@@ -107,7 +107,8 @@ def check_module_paths(model: nn.Module, stage: StageArgs, lora: LoraArgs) -> No
         get_module(model, path)
 
 
-def _within(name: str, path: str) -> bool:
+def within(name: str, path: str) -> bool:
+    """Whether the dotted `name` (a parameter or module) is `path` or lies inside it."""
     return name == path or name.startswith(path + ".")
 
 
@@ -115,7 +116,7 @@ def lora_paths(stage: StageArgs, lora: LoraArgs) -> list[str]:
     """Module paths that get adapters: covered by LoRA and tunable in this stage."""
     if not lora.enabled:
         return []
-    return [p for p in lora.modules if any(_within(p, t) or _within(t, p) for t in stage.tunable)]
+    return [p for p in lora.modules if any(within(p, t) or within(t, p) for t in stage.tunable)]
 
 
 def inject_lora(model: nn.Module, stage: StageArgs, lora: LoraArgs) -> nn.Module:
@@ -143,8 +144,8 @@ def set_tunable(model: nn.Module, stage: StageArgs, lora: LoraArgs) -> list[str]
     covered = lora_paths(stage, lora)
     trainable = []
     for name, param in model.named_parameters():
-        tunable = any(_within(name, t) for t in stage.tunable)
-        if tunable and any(_within(name, p) for p in covered):
+        tunable = any(within(name, t) for t in stage.tunable)
+        if tunable and any(within(name, p) for p in covered):
             tunable = ".lora_A." in name or ".lora_B." in name
         param.requires_grad_(tunable)
         if tunable:
@@ -164,7 +165,7 @@ def parameter_groups(model: nn.Module, stage: StageArgs, lr: float) -> list[dict
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        owner = max((t for t in stage.module_lr if _within(name, t)), key=len, default=None)
+        owner = max((t for t in stage.module_lr if within(name, t)), key=len, default=None)
         scale = float(stage.module_lr[owner]) / lr if owner else 1.0
         groups.setdefault((scale, param.ndim >= 2), []).append(param)
     return [
@@ -203,6 +204,7 @@ __all__ = [
     "LoraArgs",
     "StageArgs",
     "check_module_paths",
+    "within",
     "get_module",
     "inject_lora",
     "lora_paths",

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
 
 from vjepa_vlm.train.checkpoint import CheckpointArgs, checkpoint_root, latest_checkpoint
 from vjepa_vlm.train.config import config_to_dict, save_config, validate_config
@@ -341,12 +342,12 @@ class VLMTrainer:
         return checkpoint_root(self.run_dir)
 
     def _loop(self, accelerator, model, optimizer, schedule, batches, step, last, skipped):
-        from tqdm.auto import tqdm
-
         args = self.args
         accumulation = accelerator.gradient_accumulation_steps
-        bar = tqdm(total=last, initial=step, desc=f"stage {args.stage.name}", disable=not (
-            args.logging.progress_bar and accelerator.is_main_process))
+        show = args.logging.progress_bar and accelerator.is_main_process
+        bar = tqdm(total=last, initial=step, desc=f"stage {args.stage.name}", disable=not show)
+        # DeepSpeed clips inside its engine (gradient_clipping in its config).
+        clip = args.optim.grad_clip if accelerator.state.deepspeed_plugin is None else 0.0
         model.train()
         while step < last:
             started, losses, tokens, bad = time.perf_counter(), [], 0, 0
@@ -360,8 +361,8 @@ class VLMTrainer:
                 with accelerator.accumulate(model):
                     loss = model(**batch).loss
                     accelerator.backward(loss)
-                    if accelerator.sync_gradients and args.optim.grad_clip > 0 and accelerator.state.deepspeed_plugin is None:
-                        accelerator.clip_grad_norm_(model.parameters(), args.optim.grad_clip)
+                    if accelerator.sync_gradients and clip > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), clip)
                     optimizer.step()
                     optimizer.zero_grad()
                 losses.append(loss.detach().float())
