@@ -67,6 +67,7 @@ def test_loglikelihood_scoring_treats_unreadable_visual_as_wrong():
 def test_prompt_is_the_training_prompt_without_placeholder():
     assert utils.doc_to_text(MC_DOC) == "Which action?\nA. x\nB. y\nAnswer with the letter."
     assert utils.mc_doc_to_choice(MC_DOC) == ["A", "B", "C", "D"] and utils.mc_doc_to_target(MC_DOC) == 1
+    assert utils.qa_doc_to_target(MC_DOC) == "B" and utils.qa_doc_to_target(OPEN_DOC) == "3"
     assert utils.video_doc_to_visual(MC_DOC, {"world_dir": "/data/world"}) == ["/data/world/videos/test/000000.mp4"]
     with pytest.raises(KeyError, match="world_dir"):
         utils.video_doc_to_visual(MC_DOC, None)

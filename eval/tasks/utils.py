@@ -55,6 +55,11 @@ def mc_doc_to_target(doc: dict) -> int:
     return LETTERS.index(doc["answer_letter"])
 
 
+def qa_doc_to_target(doc: dict) -> str:
+    """The reference answer as logged with each sample: the option letter (mc) or the short answer (open)."""
+    return doc["answer_letter"] if doc["format"] == "mc" else doc["answer"]
+
+
 def keep_multiple_choice(dataset):
     return dataset.filter(lambda doc: doc["format"] == "mc")
 
