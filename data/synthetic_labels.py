@@ -73,14 +73,22 @@ def video_caption(motion: MotionClass, objects: list[SceneObjectLabel], facts: d
     caption = sentence[0].upper() + sentence[1:] + "."
     distractors = [_article(o.phrase) for o in objects if o.role == "distractor"]
     if distractors:
-        verb = "stays" if len(distractors) == 1 else "stay"
-        caption += f" {_join(distractors)[0].upper()}{_join(distractors)[1:]} {verb} still."
+        listed = _join(distractors)
+        caption += f" {listed[0].upper()}{listed[1:]} {'stays' if len(distractors) == 1 else 'stay'} still."
     return caption
 
 
 def image_caption(objects: list[SceneObjectLabel]) -> str:
     phrases = _join([_article(o.phrase) for o in objects])
     return f"{phrases[0].upper()}{phrases[1:]} on a textured background."
+
+
+def _with_options(item: dict, options: list[str], rng: np.random.Generator) -> dict:
+    """Turn `item` into a multiple-choice item over `options` (answer included) in a random order."""
+    ordered = [options[i] for i in rng.permutation(len(options))]
+    lines = "\n".join(f"{LETTERS[i]}. {option}" for i, option in enumerate(ordered))
+    item.update(options=ordered, answer_letter=LETTERS[ordered.index(item["answer"])], prompt=f"{item['question']}\n{lines}\n{MC_INSTRUCTION}")
+    return item
 
 
 def _qa(question: str, answer: str, question_type: str, template: str, candidates: list[str], fmt: str, rng: np.random.Generator) -> dict:
@@ -92,11 +100,7 @@ def _qa(question: str, answer: str, question_type: str, template: str, candidate
         return item
     pool = [c for c in candidates if c != answer]
     chosen = [answer] + [pool[i] for i in rng.choice(len(pool), size=min(NUM_MC_OPTIONS - 1, len(pool)), replace=False)]
-    options = [chosen[i] for i in rng.permutation(len(chosen))]
-    letter = LETTERS[options.index(answer)]
-    lines = "\n".join(f"{LETTERS[i]}. {option}" for i, option in enumerate(options))
-    item.update(options=options, answer_letter=letter, prompt=f"{question}\n{lines}\n{MC_INSTRUCTION}")
-    return item
+    return _with_options(item, chosen, rng)
 
 
 def _motion_options(motion: MotionClass, enabled: tuple[str, ...], rng: np.random.Generator) -> list[str]:
@@ -118,14 +122,9 @@ def _motion_options(motion: MotionClass, enabled: tuple[str, ...], rng: np.rando
 
 def motion_choice_question(motion: MotionClass, objects: list[SceneObjectLabel], enabled: tuple[str, ...], rng: np.random.Generator) -> dict:
     """Multiple choice over class labels: 'Which best describes what the red triangle does?'."""
-    labels = _motion_options(motion, enabled, rng)
-    options = [labels[i] for i in rng.permutation(len(labels))]
-    lines = "\n".join(f"{LETTERS[i]}. {option}" for i, option in enumerate(options))
     question = f"Which action best describes what happens to the {objects[0].phrase}?"
-    return {
-        "question": question, "answer": motion.label, "question_type": "motion", "template": "motion_class", "format": "mc",
-        "options": options, "answer_letter": LETTERS[options.index(motion.label)], "prompt": f"{question}\n{lines}\n{MC_INSTRUCTION}",
-    }
+    item = {"question": question, "answer": motion.label, "question_type": "motion", "template": "motion_class", "format": "mc"}
+    return _with_options(item, _motion_options(motion, enabled, rng), rng)
 
 
 def motion_open_question(motion: MotionClass, objects: list[SceneObjectLabel], facts: dict, rng: np.random.Generator) -> dict:
