@@ -168,3 +168,13 @@ def test_rendered_clip_shows_the_main_object_moving_right():
     distance = np.abs(frames - color).sum(-1)
     columns = [np.unravel_index(np.argmin(frame), frame.shape)[1] for frame in distance]
     assert columns[-1] - columns[0] > 10
+
+
+@pytest.mark.slow
+def test_largest_configuration_writes_long_high_resolution_clips(tmp_path):
+    generate_world(tmp_path / "big", n_train=1, n_test=1, seed=0, frames=64, size=256, fps=16.0, anticipation_s=1.0, motions=("push", "rotate_cw"))
+    clip = read_jsonl(tmp_path / "big" / "test" / "clips.jsonl")[0]
+    info = video_info(tmp_path / "big" / clip["video"])
+    assert (info.num_frames, info.height, info.width, info.fps) == (64, 256, 256, 16.0)
+    if clip["anticipation"]:
+        assert clip["anticipation"]["anticipation_frames"] == 16
