@@ -12,8 +12,8 @@ from vjepa_vlm.data.synthetic_objects import CATEGORIES, COLOR_NAMES, COLORS, ma
 from vjepa_vlm.data.synthetic_render import SceneObject, draw_background, render_scene
 from vjepa_vlm.data.synthetic_splits import sample_main_appearance
 
-# Object diameters as fractions of the frame side. The main object is always the largest, so "the object"
-# of an image-level label is identifiable in a single frame.
+# Object diameters as fractions of the frame side. The main object is drawn larger than the others (grow/shrink
+# rescale it over time), so "the object" of an image-level label is identifiable in a single frame.
 MAIN_DIAMETER = (0.22, 0.28)
 OTHER_DIAMETER = (0.15, 0.19)
 _PLACEMENT_TRIES = 50
