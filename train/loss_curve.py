@@ -24,7 +24,7 @@ def read_metric(metrics_path: str | os.PathLike, key: str = "loss") -> list[tupl
 def write_loss_curve(
     metrics_path: str | os.PathLike, png_path: str | os.PathLike, key: str = "loss", size=(640, 400)
 ) -> None:
-    """Draw `key` against step with labelled axes; written atomically."""
+    """Draw `key` against step (raw and moving average) with labelled axes; written atomically."""
     points = read_metric(metrics_path, key)
     if len(points) < 2:
         raise ValueError(f"{metrics_path} has {len(points)} '{key}' values; a curve needs at least 2")
@@ -43,8 +43,11 @@ def write_loss_curve(
         y = height - bottom - (value - low) / span * (height - top - bottom)
         return x, y
 
-    draw.line([to_xy(s, v) for s, v in points], fill=(31, 119, 180), width=2)
-    draw.text((left, 8), f"{key} vs step ({Path(metrics_path).parent.name})", fill="black")
+    draw.line([to_xy(s, v) for s, v in points], fill=(174, 199, 232), width=1)
+    window = max(1, len(points) // 50)
+    smoothed = [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
+    draw.line([to_xy(s, v) for s, v in zip(steps, smoothed)], fill=(31, 119, 180), width=2)
+    draw.text((left, 8), f"{key} vs step ({Path(metrics_path).parent.name}; dark: {window}-step moving average)", fill="black")
     draw.text((4, top), f"{high:.4g}", fill="black")
     draw.text((4, height - bottom - 10), f"{low:.4g}", fill="black")
     draw.text((left, height - bottom + 8), str(steps[0]), fill="black")
