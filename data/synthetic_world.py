@@ -273,7 +273,10 @@ def generate_world(
         other args: see WorldConfig.
     """
     started = time.perf_counter()
-    config = WorldConfig(frames, size, fps, max_objects, tuple(motions) if motions is not None else MOTION_NAMES, anticipation_s, compositional_fraction)
+    config = WorldConfig(
+        frames=frames, size=size, fps=fps, max_objects=max_objects, motions=MOTION_NAMES if motions is None else tuple(motions),
+        anticipation_s=anticipation_s, compositional_fraction=compositional_fraction,
+    )
     for name, value in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
