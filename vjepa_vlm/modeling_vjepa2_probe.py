@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import ImageClassifierOutput
 
@@ -189,7 +190,7 @@ class VJEPA2ForVideoClassification(VJEPA2PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, VJEPA2AttentivePooler):
-            nn.init.trunc_normal_(module.query_tokens, std=self.config.initializer_range)
+            init.trunc_normal_(module.query_tokens, std=self.config.initializer_range)
 
     def load_probe_head(self, head: VJEPA2ProbeHead) -> None:
         """Copy a trained probe head (e.g. the best of a sweep) into this model."""
