@@ -53,11 +53,12 @@ def write_task_configs(world_dir: str | Path, out_dir: str | Path, *, split: str
             "dataset_kwargs": dataset_kwargs,
             "lmms_eval_specific_kwargs": {"default": {"world_dir": str(world)}},
         }
-        _write_atomically(out / f"{task}.yaml", yaml.safe_dump(override, sort_keys=False))
+        write_text_atomically(out / f"{task}.yaml", yaml.safe_dump(override, sort_keys=False))
     return out
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(handle, "w", encoding="utf-8") as stream:
         stream.write(text)

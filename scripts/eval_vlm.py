@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 TABLE_METRICS = ("accuracy", "accuracy_motion", "accuracy_appearance", "accuracy_counting")
@@ -86,13 +84,6 @@ def results_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temp, path)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrained", required=True, help="checkpoint directory (model + processor)")
@@ -116,10 +107,12 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=args.batch_size,
         device=args.device,
     )
+    from vjepa_vlm.eval.local_tasks import write_text_atomically
+
     out = Path(args.out)
-    _write_atomically(out / "results.json", json.dumps(results, indent=1, default=str))
+    write_text_atomically(out / "results.json", json.dumps(results, indent=1, default=str))
     table = results_table(results)
-    _write_atomically(out / "results.md", table)
+    write_text_atomically(out / "results.md", table)
     sys.stdout.write(table)
     return results
 

@@ -45,7 +45,7 @@ def write_random_video(path: Path, frames: int = 12, seed: int = 0) -> Path:
     return path
 
 
-def make_request(request_type: str, arguments: tuple, task: str, doc_id: int, split: str = "test"):
+def make_request(request_type: str, arguments: tuple, task: str, doc_id: int):
     from lmms_eval.api.instance import Instance
 
     return Instance(request_type=request_type, arguments=arguments, idx=0, metadata={"task": task, "doc_id": doc_id, "repeats": 1})
