@@ -149,6 +149,9 @@ def load_frames(kind: str, path: Path, num_frames: int, fps: float, rng: np.rand
 class PretrainMixture(Dataset):
     """A stream of augmented clips indexed by stream position (any non-negative int).
 
+    Each sample carries `skipped_files`, the unreadable files passed over while drawing it; `skipped`
+    counts them by path in this process (in the workers when the DataLoader has any).
+
     Args:
         args: the data section (sources, clip shape, crop parameters).
         seed: base seed; sample `position` is drawn from a generator seeded by (seed, position).
@@ -169,7 +172,7 @@ class PretrainMixture(Dataset):
 
     def __getitem__(self, position: int) -> dict:
         rng = np.random.default_rng([self.seed, int(position)])
-        for _ in range(self.args.max_retries):
+        for attempt in range(self.args.max_retries):
             items = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
             kind, path = items[int(rng.integers(len(items)))]
             try:
@@ -178,7 +181,12 @@ class PretrainMixture(Dataset):
                 self.skipped[str(path)] += 1
                 continue
             box = random_resized_crop_box(*frames.shape[1:3], self.args.crop_scale, self.args.crop_aspect_ratio, rng)
-            return {"pixel_values": crop_and_normalize(frames, box, self.args.crop_size), "index": int(position)}
+            return {
+                "pixel_values": crop_and_normalize(frames, box, self.args.crop_size),
+                "index": int(position),
+                # Travels with the sample so the count survives DataLoader worker processes.
+                "skipped_files": attempt,
+            }
         raise RuntimeError(
             f"{self.args.max_retries} consecutive unreadable files at stream position {position}; "
             f"skipped so far: {dict(self.skipped.most_common(5))}"

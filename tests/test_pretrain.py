@@ -110,7 +110,10 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_run(tmp_path, tiny_so
         torch.testing.assert_close(a, b, msg=name)
     assert (straight / "loss_curve.png").is_file()
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["skipped_files"] >= 0 and rows[0]["lr"] == pytest.approx(1e-4)
+    resumed_rows = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["skipped_files"] > 0  # the broken video was drawn, skipped and counted
+    assert [r["skipped_files"] for r in resumed_rows] == [r["skipped_files"] for r in rows]
+    assert rows[0]["lr"] == pytest.approx(1e-4)
 
 
 def test_resume_dir_of_another_architecture_is_refused(tmp_path, tiny_sources):

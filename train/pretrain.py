@@ -173,11 +173,11 @@ def train(config: PretrainConfig) -> Path:
         lambda step: weight_decay_at(config.optim, step, config.steps),
     )
 
-    step, position = 0, 0
+    step, position, skipped_files = 0, 0, 0
     resume_from = latest_checkpoint(run_dir) if config.checkpoint.resume else None
     if resume_from is not None:
         state = load_checkpoint(resume_from, models, optimizer, scheduler)
-        step, position = state["step"], state["position"]
+        step, position, skipped_files = state["step"], state["position"], state.get("skipped_files", 0)
         accelerator.print(f"resumed from {resume_from} at step {step}")
     elif config.checkpoint.init_from:
         for name, module in models.items():
@@ -197,7 +197,7 @@ def train(config: PretrainConfig) -> Path:
         batch_size=config.data.batch_size,
         sampler=sampler,
         num_workers=config.data.num_workers,
-        collate_fn=MultiBlockMaskCollator(grid, config.mask.configs, seed=config.seed),
+        collate_fn=MultiBlockMaskCollator(grid, config.mask.configs, seed=config.seed, max_tries=config.mask.max_tries),
     )
     if accelerator.state.deepspeed_plugin is not None:
         # DeepSpeed reads the micro-batch size from a prepared DataLoader; ours stays unprepared (its
@@ -222,6 +222,7 @@ def train(config: PretrainConfig) -> Path:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         position += samples_per_batch
+        skipped_files += int(accelerator.gather(batch["skipped_files"].sum().to(accelerator.device)).sum())
         if not accelerator.sync_gradients:
             continue
         momentum = ema_at(config.optim, step, config.steps)
@@ -235,7 +236,7 @@ def train(config: PretrainConfig) -> Path:
             "ema": momentum,
             "target_std": outputs["target_std"].item(),
             "context_std": outputs["context_std"].item(),
-            "skipped_files": sum(dataset.skipped.values()),
+            "skipped_files": skipped_files,
             "elapsed_s": round(time.time() - started, 2),
         }
         scheduler.step()
@@ -248,7 +249,7 @@ def train(config: PretrainConfig) -> Path:
             if accelerator.is_main_process:
                 pretrainer.sync_target_predictor()
                 save_checkpoint(
-                    run_dir, step, models, optimizer, scheduler, {"position": position}, config, config.checkpoint.keep_last
+                    run_dir, step, models, optimizer, scheduler, {"position": position, "skipped_files": skipped_files}, config, config.checkpoint.keep_last
                 )
 
     if accelerator.is_main_process and (run_dir / "metrics.jsonl").is_file():

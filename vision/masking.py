@@ -154,10 +154,13 @@ class MultiBlockMaskCollator:
         grid_size: (T, H, W) tubelet grid of the clips in the batch.
         configs: mask configs, see `MultiBlockMaskGenerator`.
         seed: base seed of the mask randomness.
+        max_tries: see `MultiBlockMaskGenerator`.
     """
 
-    def __init__(self, grid_size: tuple[int, int, int], configs: list[MaskConfig] | None = None, seed: int = 0):
-        self.generator = MultiBlockMaskGenerator(grid_size, configs)
+    def __init__(
+        self, grid_size: tuple[int, int, int], configs: list[MaskConfig] | None = None, seed: int = 0, max_tries: int = 20
+    ):
+        self.generator = MultiBlockMaskGenerator(grid_size, configs, max_tries)
         self.seed = seed
 
     def __call__(self, samples: list[dict]) -> dict:
