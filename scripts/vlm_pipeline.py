@@ -62,29 +62,44 @@ def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_
     return Path(init_from)
 
 
+def letter_token_ids(tokenizer) -> list[int]:
+    """Token ids of the option letters exactly as a training answer writes them (no leading space)."""
+    ids = [tokenizer.encode(letter, add_special_tokens=False) for letter in LETTERS]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError(f"option letters must be single tokens, got {ids}")
+    return [i[0] for i in ids]
+
+
+def multiple_choice_prompt(processor, row: dict) -> str:
+    """The question turn plus the assistant header: the training sequence cut right before the answer letter."""
+    question = processor.to_model_placeholders(row["conversations"][0]["value"])
+    return processor.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True)
+
+
 @torch.no_grad()
 def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict]) -> dict[str, float]:
-    """Accuracy by question type: the answer is the option letter with the highest next-token logit."""
+    """Accuracy by question type: the answer is the option letter with the highest next-token logit.
+
+    Also returns `predicted <letter>`: the share of questions answered with each letter, which shows a
+    constant-answer collapse (the option letters are balanced in the data).
+    """
     from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
     from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor
     from vjepa_vlm.train.handoff import load_stage_model
 
     model = load_stage_model(model_dir, VJEPA2VLMForConditionalGeneration).eval()
     processor = VJEPA2VLMProcessor.from_pretrained(model_dir)
-    letter_ids = [processor.tokenizer.encode(letter, add_special_tokens=False) for letter in LETTERS]
-    if any(len(ids) != 1 for ids in letter_ids):
-        raise ValueError(f"option letters must be single tokens, got {letter_ids}")
-    letter_ids = [ids[0] for ids in letter_ids]
-    groups = defaultdict(list)
+    letter_ids = letter_token_ids(processor.tokenizer)
+    groups, predicted = defaultdict(list), defaultdict(int)
     for row in rows:
-        question = processor.to_model_placeholders(row["conversations"][0]["value"])
-        prompt = processor.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True)
-        inputs = processor(text=[prompt], videos=[str(world / row["video"])])
+        inputs = processor(text=[multiple_choice_prompt(processor, row)], videos=[str(world / row["video"])])
         logits = model(**inputs).logits[0, -1, letter_ids]
-        correct = LETTERS[int(logits.argmax())] == row["answer_letter"]
+        answer = LETTERS[int(logits.argmax())]
+        predicted[answer] += 1
         for group in ("all", row["question_type"]):
-            groups[group].append(correct)
-    return {name: sum(values) / len(values) for name, values in sorted(groups.items())}
+            groups[group].append(answer == row["answer_letter"])
+    accuracy = {name: sum(values) / len(values) for name, values in sorted(groups.items())}
+    return accuracy | {f"predicted {letter}": predicted[letter] / len(rows) for letter in LETTERS}
 
 
 def results_table(rows: dict[str, dict[str, float]]) -> str:

@@ -1,0 +1,52 @@
+"""scripts/vlm_pipeline.py scores the position and the tokens that training supervises (issue 6's "always A")."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from vjepa_vlm import VJEPA2VLMConfig, VJEPA2VLMProcessor
+from vjepa_vlm.data.label_masking import IGNORE_INDEX
+from vjepa_vlm.data.synthetic_labels import LETTERS as DATA_LETTERS
+from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
+
+torch.set_num_threads(1)
+spec = importlib.util.spec_from_file_location("vlm_pipeline", Path(__file__).parents[1] / "scripts" / "vlm_pipeline.py")
+pipeline = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pipeline)
+
+QUESTION = ("Which action best describes what happens to the blue digit 8?\nA. Moving something down\n"
+            "B. Something getting smaller\nC. Moving something up\nD. Something getting bigger\n"
+            "Answer with the option's letter from the given choices directly.")
+
+
+@pytest.fixture(scope="module")
+def processor():
+    # Captions start with the article "A": the same token as option letter A (why a collapsed model says "A").
+    texts = [QUESTION, "A yellow digit 4 pushes the red cross.", "A B C D", " A B C D"]
+    tokenizer = train_tiny_tokenizer(texts, 400)
+    return VJEPA2VLMProcessor.from_model_config(VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2"), tokenizer, num_frames=4)
+
+
+def test_letters_are_the_pipeline_letters_and_single_tokens(processor):
+    assert tuple(pipeline.LETTERS) == tuple(DATA_LETTERS[:4])
+    ids = pipeline.letter_token_ids(processor.tokenizer)
+    assert len(set(ids)) == 4
+    assert ids == [processor.tokenizer.convert_tokens_to_ids(letter) for letter in pipeline.LETTERS]
+
+
+@pytest.mark.parametrize("answer", ["A", "C"])
+def test_the_scored_position_is_the_one_whose_label_is_the_answer_letter(processor, answer):
+    row = {"conversations": [{"from": "human", "value": QUESTION}, {"from": "gpt", "value": answer}]}
+    prompt_ids = processor(text=[pipeline.multiple_choice_prompt(processor, row)])["input_ids"][0].tolist()
+    sample = processor.encode_conversation([{"role": "user", "content": QUESTION},
+                                            {"role": "assistant", "content": answer}])
+    ids, labels = sample["input_ids"].tolist(), sample["labels"].tolist()
+    supervised = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+    # The prompt is the training sequence cut right before the first supervised token, which is the letter:
+    # the logits at the prompt's last position are exactly what the training loss shaped.
+    assert ids[: supervised[0]] == prompt_ids
+    letter_ids = pipeline.letter_token_ids(processor.tokenizer)
+    assert labels[supervised[0]] == letter_ids[pipeline.LETTERS.index(answer)]
+    assert processor.tokenizer.convert_ids_to_tokens([labels[i] for i in supervised]) == [answer, "<|im_end|>"]
