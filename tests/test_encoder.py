@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 import transformers
-from vjepa2_oracle import random_clip, random_split, randomize_, tiny_config, twin_models
+from vjepa2_oracle import max_diff, random_clip, random_split, randomize_, tiny_config, twin_models
 
 from vjepa_vlm import VJEPA2Model
 from vjepa_vlm.vision.rope import rope_axis_dim, token_positions
@@ -16,10 +16,6 @@ TOL = 1e-4
 @pytest.fixture(scope="module")
 def twins():
     return twin_models(tiny_config())
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
 
 
 @torch.no_grad()

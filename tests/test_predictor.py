@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from vjepa2_oracle import random_clip, random_split, tiny_config, twin_models
+from vjepa2_oracle import max_diff, random_clip, random_split, tiny_config, twin_models
 
 TOL = 1e-4
 
@@ -10,10 +10,6 @@ TOL = 1e-4
 @pytest.fixture(scope="module")
 def twins():
     return twin_models(tiny_config())
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
 
 
 @torch.no_grad()

@@ -31,6 +31,10 @@ def twin_models(config: VJEPA2Config, seed: int = 0) -> tuple[VJEPA2Model, trans
     return ours, reference
 
 
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
 def random_clip(batch: int = 2, frames: int = 4, height: int = 64, width: int = 64, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, frames, 3, height, width, generator=torch.Generator().manual_seed(seed))
 
