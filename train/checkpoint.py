@@ -4,6 +4,10 @@ A checkpoint is a directory `step_XXXXXXXX/` holding one `save_pretrained` direc
 loadable with `from_pretrained`), the resolved `config.yaml`, and `training_state/` with the optimizer,
 scheduler, step, data position and RNG states. It is written under a temporary name and renamed
 into place, so a crash never leaves a half-written checkpoint that resume would pick up.
+
+Runs under `accelerate launch` pass their `Accelerator`: every rank then calls `save_checkpoint`, and the optimizer
+and RNG states go through accelerate's `save_state` into `training_state/accelerate/`, one file per rank, because a
+DeepSpeed ZeRO optimizer holds only its rank's partition and each rank draws its own random numbers.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ def save_checkpoint(
     trainer_state: dict | None = None,
     config=None,
     keep_last: int = 0,
+    accelerator=None,
 ) -> Path:
     """Write `<run_dir>/checkpoints/step_<step>` atomically and return its path.
 
@@ -112,29 +117,46 @@ def save_checkpoint(
         trainer_state: JSON-serializable loop state (data position, running sums, ...).
         config: the resolved config dataclass, saved as `config.yaml`.
         keep_last: delete all but this many newest checkpoints afterwards (0 keeps all).
+        accelerator: the run's `Accelerator` after `prepare`; then all ranks must call this, the optimizer
+            and RNG states of every rank are saved by `accelerator.save_state`, the rest by the main process.
     """
     root = checkpoint_root(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    for name, model in models.items():
-        model.save_pretrained(staging / name)
+    is_main = accelerator is None or accelerator.is_main_process
+    if accelerator is None:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    else:
+        # Every rank writes into the same staging directory, so its name cannot be random.
+        staging = root / f".tmp-{final.name}"
+        if is_main:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        accelerator.wait_for_everyone()
     state_dir = staging / "training_state"
-    state_dir.mkdir()
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), state_dir / "optimizer.pt")
-    if scheduler is not None:
-        torch.save(scheduler.state_dict(), state_dir / "scheduler.pt")
-    torch.save(_rng_state(), state_dir / "rng.pt")
-    (state_dir / "trainer_state.json").write_text(json.dumps({"step": step, **(trainer_state or {})}, indent=2))
-    if config is not None:
-        save_config(config, staging / "config.yaml")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
-    if keep_last > 0:
-        for old in sorted(p for p in root.iterdir() if STEP_DIR.match(p.name))[:-keep_last]:
-            shutil.rmtree(old)
+    if accelerator is not None:
+        accelerator.save_state(str(state_dir / "accelerate"))
+    if is_main:
+        for name, model in models.items():
+            model.save_pretrained(staging / name)
+        state_dir.mkdir(exist_ok=True)
+        if optimizer is not None and accelerator is None:
+            torch.save(optimizer.state_dict(), state_dir / "optimizer.pt")
+        if scheduler is not None:
+            torch.save(scheduler.state_dict(), state_dir / "scheduler.pt")
+        if accelerator is None:
+            torch.save(_rng_state(), state_dir / "rng.pt")
+        (state_dir / "trainer_state.json").write_text(json.dumps({"step": step, **(trainer_state or {})}, indent=2))
+        if config is not None:
+            save_config(config, staging / "config.yaml")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        if keep_last > 0:
+            for old in sorted(p for p in root.iterdir() if STEP_DIR.match(p.name))[:-keep_last]:
+                shutil.rmtree(old)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return final
 
 
@@ -197,8 +219,14 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler=None,
     restore_rng: bool = True,
+    accelerator=None,
 ) -> dict:
-    """Restore models (and optimizer, scheduler, RNG) from a checkpoint; return its trainer state."""
+    """Restore models (and optimizer, scheduler, RNG) from a checkpoint; return its trainer state.
+
+    A checkpoint saved with an `accelerator` is restored with one, after `prepare`: `accelerator.load_state` then
+    restores the prepared model, each rank's optimizer partition and RNG states (`models` are loaded as well,
+    which is what a caller that has not prepared yet needs: call once with `models` only before `prepare`).
+    """
     path = Path(path)
     if not (path / "training_state" / "trainer_state.json").is_file():
         raise FileNotFoundError(f"{path} is not a checkpoint directory (no training_state/trainer_state.json)")
@@ -207,11 +235,21 @@ def load_checkpoint(
             raise FileNotFoundError(f"checkpoint {path} has no '{name}' model directory")
         load_model_weights(model, path / name)
     state_dir = path / "training_state"
-    if optimizer is not None:
+    saved_by_accelerate = (state_dir / "accelerate").is_dir()
+    if saved_by_accelerate and accelerator is None and (optimizer is not None or restore_rng):
+        raise ValueError(
+            f"{path} holds per-rank training state saved by accelerate; restore its optimizer and RNG with "
+            "load_checkpoint(..., accelerator=...) after accelerator.prepare, or pass optimizer=None, restore_rng=False"
+        )
+    if accelerator is not None:
+        if not saved_by_accelerate:
+            raise ValueError(f"{path} was saved without an accelerator (no training_state/accelerate/)")
+        accelerator.load_state(str(state_dir / "accelerate"))
+    elif optimizer is not None:
         optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
     if scheduler is not None:
         scheduler.load_state_dict(torch.load(state_dir / "scheduler.pt", weights_only=True))
-    if restore_rng:
+    if restore_rng and accelerator is None:
         rng = torch.load(state_dir / "rng.pt", weights_only=True)
         rng["python"] = _as_tuple(rng["python"])
         _set_rng_state(rng)

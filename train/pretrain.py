@@ -1,6 +1,7 @@
 """V-JEPA 2 self-supervised pretraining entry point.
 
     accelerate launch train/pretrain.py --config train/recipes/pretrain_vitl.yaml [key=value ...]
+    accelerate launch train/pretrain.py ... distributed.backend=deepspeed distributed.deepspeed_config=train/deepspeed_zero2.json
     python train/pretrain.py            # the tiny CPU recipe on the synthetic world (generated if absent)
 
 The run directory (`checkpoint.dir`) receives `metrics.jsonl` (one row per step: loss, lr, weight
@@ -150,6 +151,13 @@ def train(config: PretrainConfig) -> Path:
     """Run (or resume) pretraining; return the run directory."""
     validate_config(config)
     accelerator = build_accelerator(config.distributed, config.optim.grad_clip)
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None and plugin.zero_stage == 3:
+        raise ValueError(
+            "pretraining runs under DDP or DeepSpeed ZeRO stages 0-2, not ZeRO-3: the EMA update of the target "
+            "encoder reads the full online weights on every rank, which ZeRO-3 partitions away "
+            "(use train/deepspeed_zero2.json)"
+        )
     run_dir = Path(config.checkpoint.dir)
     if not config.data.sources:
         if accelerator.is_main_process:
@@ -176,18 +184,27 @@ def train(config: PretrainConfig) -> Path:
     step, position, skipped_files = 0, 0, 0
     resume_from = latest_checkpoint(run_dir) if config.checkpoint.resume else None
     if resume_from is not None:
-        state = load_checkpoint(resume_from, models, optimizer, scheduler)
-        step, position, skipped_files = state["step"], state["position"], state.get("skipped_files", 0)
-        accelerator.print(f"resumed from {resume_from} at step {step}")
+        # Weights now; optimizer, scheduler and RNG once prepared (DeepSpeed restores its own optimizer partitions).
+        load_checkpoint(resume_from, models, restore_rng=False)
     elif config.checkpoint.init_from:
         for name, module in models.items():
             load_model_weights(module, Path(config.checkpoint.init_from) / name)
         accelerator.print(f"initialized weights from {config.checkpoint.init_from}")
 
+    if plugin is not None:
+        # DeepSpeed reads the micro-batch size from a prepared DataLoader; ours stays unprepared (its
+        # sampler already shards the stream by rank), so the size is given explicitly.
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.data.batch_size
+    wrapped, optimizer = accelerator.prepare(pretrainer, optimizer)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, {}, scheduler=scheduler, accelerator=accelerator)
+        step, position, skipped_files = state["step"], state["position"], state.get("skipped_files", 0)
+        accelerator.print(f"resumed from {resume_from} at step {step}")
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
         truncate_metrics(run_dir / "metrics.jsonl", step)
+
 
     grid = grid_size_for(config.data.num_frames, config.data.crop_size, model_config.tubelet_size, model_config.patch_size)
     dataset = PretrainMixture(config.data, seed=config.seed)
@@ -199,11 +216,6 @@ def train(config: PretrainConfig) -> Path:
         num_workers=config.data.num_workers,
         collate_fn=MultiBlockMaskCollator(grid, config.mask.configs, seed=config.seed, max_tries=config.mask.max_tries),
     )
-    if accelerator.state.deepspeed_plugin is not None:
-        # DeepSpeed reads the micro-batch size from a prepared DataLoader; ours stays unprepared (its
-        # sampler already shards the stream by rank), so the size is given explicitly.
-        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.data.batch_size
-    wrapped, optimizer = accelerator.prepare(pretrainer, optimizer)
     samples_per_batch = config.data.batch_size * accelerator.num_processes
     last_step = config.stop_at_step or config.steps
     started = time.time()
@@ -245,12 +257,11 @@ def train(config: PretrainConfig) -> Path:
             if step % config.log_every == 0 or step == last_step:
                 accelerator.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if step % config.checkpoint.every_steps == 0 or step == last_step:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                pretrainer.sync_target_predictor()
-                save_checkpoint(
-                    run_dir, step, models, optimizer, scheduler, {"position": position, "skipped_files": skipped_files}, config, config.checkpoint.keep_last
-                )
+            pretrainer.sync_target_predictor()
+            save_checkpoint(
+                run_dir, step, models, optimizer, scheduler, {"position": position, "skipped_files": skipped_files},
+                config, config.checkpoint.keep_last, accelerator=accelerator,
+            )
 
     if accelerator.is_main_process and (run_dir / "metrics.jsonl").is_file():
         if len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 2:
