@@ -6,7 +6,10 @@
    thread the process CPU time is the compute time, unaffected by time spent descheduled while other jobs use the
    shared cores; wall-clock ratios are printed next to it.
 2. Our masked forward on ~10% context tokens vs our full-clip forward.
-3. Kernel calls of one forward (torch.profiler), ours vs transformers, on the first config.
+3. Kernel calls of one forward (torch.profiler), ours vs transformers, on the first config; and, per config, the
+   profiled self time split into the kernels both implementations share (GEMMs, SDPA, the patch convolution) and
+   everything else, with the speedup ceiling that follows: transformers' total over its own shared-kernel time,
+   i.e. the speedup of an implementation that spent no time at all outside the kernels both must run.
 4. Peak memory of one forward+backward with and without gradient checkpointing. Each mode runs in a fresh
    subprocess; the kernel's resident-set high-water mark (VmHWM) is reset through /proc/self/clear_refs right before
    the measured step (after a warm-up step has allocated the gradients), and peak minus the resident set before the
@@ -118,6 +121,40 @@ def op_counts(name: str) -> dict[str, dict[str, int]]:
     return counts
 
 
+SHARED_KERNELS = (
+    "aten::addmm",
+    "aten::mm",
+    "aten::bmm",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::mkldnn_convolution",
+)
+
+
+@torch.no_grad()
+def kernel_time_split(name: str, repeats: int) -> dict[str, dict[str, float]]:
+    """Median profiled self CPU seconds of one forward, split into the shared kernels and the rest."""
+    ours, clip = build(name)
+    reference = transformers.VJEPA2Model(transformers.VJEPA2Config.from_dict(ours.config.to_dict())).eval()
+    reference.load_state_dict(ours.state_dict())
+    runs = {"ours": lambda: ours.encoder(clip), "transformers": lambda: reference(clip, skip_predictor=True)}
+    samples = {label: {"shared": [], "other": []} for label in runs}
+    for _ in range(repeats):
+        for label, run in runs.items():
+            with torch.profiler.profile() as profiler:
+                run()
+            shared = other = 0.0
+            for event in profiler.key_averages():
+                if event.key in SHARED_KERNELS:
+                    shared += event.self_cpu_time_total
+                else:
+                    other += event.self_cpu_time_total
+            samples[label]["shared"].append(shared / 1e6)
+            samples[label]["other"].append(other / 1e6)
+    return {
+        label: {part: statistics.median(values) for part, values in parts.items()} for label, parts in samples.items()
+    }
+
+
 def _resident_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -187,6 +224,15 @@ def main() -> None:
     print("| --- " * (len(COUNTED_OPS) + 1) + "|")
     for label, counts in op_counts(args.configs[0]).items():
         print(f"| {label} | " + " | ".join(str(counts[op]) for op in COUNTED_OPS) + " |")
+    print("\n| config | ours: shared kernels / other (s) | transformers: shared kernels / other (s) | ours other share "
+          "| transformers other share | ceiling: transformers total / transformers shared |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in args.configs:
+        split = kernel_time_split(name, args.repeats)
+        o, t = split["ours"], split["transformers"]
+        o_total, t_total = o["shared"] + o["other"], t["shared"] + t["other"]
+        print(f"| {name} | {o['shared']:.3f} / {o['other']:.3f} | {t['shared']:.3f} / {t['other']:.3f} | "
+              f"{o['other'] / o_total:.0%} | {t['other'] / t_total:.0%} | {t_total / t['shared']:.2f}x |")
     print("\n| config | step peak, no checkpointing (MiB) | with checkpointing (MiB) | ratio |")
     print("| --- | --- | --- | --- |")
     for name in args.configs:
