@@ -22,7 +22,7 @@ from torch import nn
 from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
 from vjepa_vlm.data.pretrain_dataset import IMAGENET_MEAN, IMAGENET_STD
 from vjepa_vlm.data.video_io import read_video, video_info
-from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ProbeHead, probe_tokens
+from vjepa_vlm.modeling_vjepa2_probe import POSITION_EMBEDDINGS, VJEPA2ProbeHead, probe_tokens
 from vjepa_vlm.vision.pretraining import weight_decay_param_groups
 from vjepa_vlm.vision.schedules import OptimizerScheduler, warmup_cosine
 
@@ -45,6 +45,8 @@ class ProbeArgs:
         num_heads: attention heads of every probe block (appendix C.1: 16).
         num_blocks: probe depth; the last block is the cross-attention one (appendix C.1: 4).
         output_layers: encoder blocks whose tokens the probe attends to (Table 16); None = last layer.
+        position_embedding: None (the reference probe: no token positions) or "sincos" (a fixed 3D
+            embedding of each token's (t, h, w) added to the probe's input; see `modeling_vjepa2_probe`).
         seed: probe initialization and shuffling seed.
     """
 
@@ -62,6 +64,7 @@ class ProbeArgs:
     num_heads: int = 16  # appendix C.1
     num_blocks: int = 4  # appendix C.1
     output_layers: tuple[int, ...] | None = None
+    position_embedding: str | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -69,6 +72,10 @@ class ProbeArgs:
             raise ValueError(f"ProbeArgs.num_blocks must be >= 1 (the cross-attention block), got {self.num_blocks}")
         if not self.learning_rates or not self.weight_decays:
             raise ValueError("ProbeArgs.learning_rates and weight_decays must be non-empty")
+        if self.position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(
+                f"ProbeArgs.position_embedding must be one of {POSITION_EMBEDDINGS}, got {self.position_embedding!r}"
+            )
 
     @property
     def grid(self) -> list[tuple[float, float]]:
@@ -161,7 +168,15 @@ def probe_config(config: VJEPA2Config, num_labels: int, args: ProbeArgs) -> VJEP
     head_config.num_pooler_layers = args.num_blocks - 1
     head_config.pooler_num_attention_heads = args.num_heads
     head_config.probe_output_layers = list(args.output_layers) if args.output_layers else None
+    head_config.probe_position_embedding = args.position_embedding
     return head_config
+
+
+def probe_grid(config: VJEPA2Config, args: ProbeArgs) -> tuple[int, int, int]:
+    """(t, h, w) token grid of every clip `load_clips` makes (a single frame is one tubelet)."""
+    tubelets = max(args.num_frames, config.tubelet_size) // config.tubelet_size
+    side = args.resolution // config.patch_size
+    return tubelets, side, side
 
 
 class MultiHeadProbe(nn.Module):
@@ -181,9 +196,9 @@ class MultiHeadProbe(nn.Module):
         for head in self.heads:
             nn.init.trunc_normal_(head.pooler.query_tokens, std=0.02)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) -> (num_heads, B, num_labels)."""
-        return torch.stack([head(tokens) for head in self.heads])
+    def forward(self, tokens: torch.Tensor, grid_size: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """(B, N, D) tokens of a `grid_size` grid -> (num_heads, B, num_labels)."""
+        return torch.stack([head(tokens, grid_size) for head in self.heads])
 
     def param_groups(self) -> list[dict]:
         groups = []
@@ -199,14 +214,20 @@ def average_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_heads(probe: MultiHeadProbe, features: torch.Tensor, labels: torch.Tensor, batch_size: int = 64) -> list[float]:
+def evaluate_heads(
+    probe: MultiHeadProbe,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    grid_size: tuple[int, int, int] | None = None,
+    batch_size: int = 64,
+) -> list[float]:
     """Top-1 accuracy of every head; each item's logits are averaged over its clips and views."""
     probe.eval()
     correct = torch.zeros(len(probe.heads))
     for start in range(0, len(features), batch_size):
         chunk = features[start : start + batch_size]
         items, clips = chunk.shape[:2]
-        logits = probe(chunk.flatten(0, 1)).unflatten(1, (items, clips))
+        logits = probe(chunk.flatten(0, 1), grid_size).unflatten(1, (items, clips))
         predictions = average_logits(logits).argmax(-1)
         correct += (predictions == labels[start : start + batch_size]).float().sum(-1)
     return (correct / len(features)).tolist()
@@ -249,16 +270,17 @@ def train_probe_sweep(
     warmup = args.warmup_epochs * steps_per_epoch
     scheduler = OptimizerScheduler(optimizer, lambda s: warmup_cosine(s, 0.0, 1.0, 0.0, warmup, total), lambda s: 1.0)
     generator = torch.Generator().manual_seed(args.seed)
+    grid = probe_grid(config, args)
     for _ in range(args.epochs):
         probe.train()
         for batch in torch.randperm(len(samples), generator=generator).split(args.batch_size):
-            logits = probe(samples[batch])
+            logits = probe(samples[batch], grid)
             loss = F.cross_entropy(logits.flatten(0, 1), targets[batch].repeat(len(probe.heads)))
             optimizer.zero_grad(set_to_none=True)
             (loss * len(probe.heads)).backward()
             optimizer.step()
             scheduler.step()
-    accuracies = evaluate_heads(probe, eval_features, eval_labels)
+    accuracies = evaluate_heads(probe, eval_features, eval_labels, grid)
     heads = [
         {"lr": lr, "weight_decay": wd, "accuracy": accuracy}
         for (lr, wd), accuracy in zip(probe.settings, accuracies)

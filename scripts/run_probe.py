@@ -85,6 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-heads", type=int, default=16)
     parser.add_argument("--num-blocks", type=int, default=4, help="probe depth; 1 = a single cross-attention block")
     parser.add_argument("--output-layers", type=int, nargs="+", help="encoder blocks the probe attends to (Table 16)")
+    parser.add_argument("--position-embedding", choices=("none", "sincos"), default="none",
+                        help="'sincos': add a fixed 3D (t, h, w) embedding to the probe's input tokens")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (more threads thrash on a shared machine)")
     parser.add_argument("--output", type=Path, required=True, help="result JSON")
     parser.add_argument("--save-model", type=Path, help="write encoder + best head (first task, first seed) here")
@@ -115,7 +117,8 @@ def probe_task(cli, model, train_manifest: Path, eval_manifest: Path, cache: dic
             resolution=cli.resolution, single_frame=cli.single_frame, learning_rates=tuple(cli.learning_rates),
             weight_decays=tuple(cli.weight_decays), epochs=cli.epochs, batch_size=cli.batch_size,
             num_heads=cli.num_heads, num_blocks=cli.num_blocks,
-            output_layers=tuple(cli.output_layers) if cli.output_layers else None, seed=seed,
+            output_layers=tuple(cli.output_layers) if cli.output_layers else None,
+            position_embedding=None if cli.position_embedding == "none" else cli.position_embedding, seed=seed,
         )
         train_features = extract_features(model.encoder, train_items, args, training=True, cache=cache)
         eval_features = extract_features(model.encoder, eval_items, args, training=False, cache=cache)

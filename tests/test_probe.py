@@ -14,7 +14,7 @@ from vjepa_vlm.eval.probe import (
     spatial_views,
     train_probe_sweep,
 )
-from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ForVideoClassification
+from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ForVideoClassification, probe_tokens
 
 torch.set_num_threads(1)
 
@@ -151,3 +151,47 @@ def test_few_query_attention_path_equals_projecting_every_token():
         attention._split(attention.v_proj(tokens)),
     ).transpose(1, 2).flatten(2)
     torch.testing.assert_close(attention(queries, tokens), reference, atol=1e-5, rtol=1e-4)
+
+
+def test_sincos_positions_make_the_pooler_order_aware_and_keep_the_transformers_layout(tmp_path):
+    torch.manual_seed(0)
+    blind = VJEPA2ForVideoClassification(VJEPA2Config(**TINY, num_labels=3)).eval()
+    aware = VJEPA2ForVideoClassification(VJEPA2Config(**TINY, num_labels=3, probe_position_embedding="sincos")).eval()
+    aware.load_state_dict(blind.state_dict())  # no new parameters: the same state dict fits both
+    tokens, grid = torch.randn(2, 8, 64), (2, 2, 2)
+    order = torch.randperm(8)
+    with torch.no_grad():
+        # Without positions the pooler is a function of the token set; with them, shuffling the grid changes it.
+        torch.testing.assert_close(blind.pooler(tokens[:, order]), blind.pooler(tokens), atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(aware.pooler(tokens[:, order], grid), aware.pooler(tokens, grid), atol=1e-3)
+    with pytest.raises(ValueError, match="needs the tokens' grid_size"):
+        aware.pooler(tokens)
+    aware.save_pretrained(tmp_path / "aware")
+    reloaded = AutoModelForVideoClassification.from_pretrained(tmp_path / "aware").eval()
+    assert reloaded.config.probe_position_embedding == "sincos"
+    clips = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(clips).logits, aware(clips).logits)
+    theirs = transformers.VJEPA2ForVideoClassification.from_pretrained(tmp_path / "aware", output_loading_info=True)
+    assert all(not keys for keys in theirs[1].values() if isinstance(keys, (list, set)))
+
+
+def test_sincos_embedding_gives_every_grid_token_its_own_code_and_repeats_per_layer():
+    from vjepa_vlm.modeling_vjepa2_probe import sincos_position_embedding
+
+    embedding = sincos_position_embedding((4, 8, 8), 96)
+    assert embedding.shape == (256, 96) and embedding.abs().max() <= 1
+    assert torch.cdist(embedding, embedding).add(torch.eye(256)).min() > 0.1  # all rows distinct
+    # t is the outermost axis: tokens 64 apart differ only in their time features.
+    torch.testing.assert_close(embedding[64, 32:], embedding[0, 32:])
+    assert sincos_position_embedding((1, 2, 2), 64)[:, 60:].abs().max() == 0  # 64 = 3 * 20 + 4 unused features
+    config = VJEPA2Config(**TINY, num_labels=3, probe_output_layers=[0, 1], probe_position_embedding="sincos")
+    model = VJEPA2ForVideoClassification(config).eval()
+    seen = {}
+    model.pooler.self_attention_layers[0].register_forward_hook(lambda m, i, o: seen.update(tokens=i[0]))
+    with torch.no_grad():
+        tokens = probe_tokens(model.vjepa2.encoder, torch.randn(1, 4, 3, 32, 32), [0, 1])
+        model.pooler(tokens, (2, 2, 2))
+    added = seen["tokens"] - tokens
+    torch.testing.assert_close(added[0, :8], added[0, 8:])
+    torch.testing.assert_close(added[0, :8], sincos_position_embedding((2, 2, 2), 64))

@@ -5,10 +5,16 @@ attention is a cross-attention from a single learnable query, followed by a line
 names follow transformers' `VJEPA2ForVideoClassification` (`vjepa2.*`, `pooler.*`, `classifier.*`), so
 its published checkpoints load here and ours load there when the probe reads only the last layer.
 
-Two optional config attributes extend the transformers layout:
+Three optional config attributes extend the transformers layout:
 - `pooler_num_attention_heads`: probe heads (paper: 16); default `num_attention_heads`, as transformers.
 - `probe_output_layers`: encoder blocks whose tokens the probe attends to, concatenated along the token
   axis (Table 16 multi-layer input); default None = the last layer only.
+- `probe_position_embedding`: None (default; the reference probe, whose blocks see no token position) or
+  "sincos": a fixed 3D sin/cos embedding of each token's (t, h, w) added to the probe's input tokens. The
+  encoder's only positional signal is RoPE, which is relative, so its output tokens barely say where they
+  are; a position-blind pooler then cannot read "the object is here at t and there at t+1". The embedding
+  has no parameters, so the state dict keeps transformers' layout (transformers' class ignores the
+  attribute, so its logits differ from ours for such a checkpoint).
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from transformers.modeling_outputs import ImageClassifierOutput
 
 from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
 from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, VJEPA2PreTrainedModel
+from vjepa_vlm.vision.rope import token_positions
+
+POSITION_EMBEDDINGS = (None, "sincos")
+SINCOS_BASE = 10000.0  # wavelength base of the sin/cos embedding (Vaswani et al., 2017; MAE/V-JEPA 1's 3D version)
 
 
 def pooler_heads(config: VJEPA2Config) -> int:
@@ -29,6 +39,28 @@ def pooler_heads(config: VJEPA2Config) -> int:
     if config.hidden_size % heads:
         raise ValueError(f"pooler_num_attention_heads={heads} must divide hidden_size={config.hidden_size}")
     return heads
+
+
+def probe_position_embedding(config: VJEPA2Config) -> str | None:
+    kind = getattr(config, "probe_position_embedding", None)
+    if kind not in POSITION_EMBEDDINGS:
+        raise ValueError(f"probe_position_embedding must be one of {POSITION_EMBEDDINGS}, got {kind!r}")
+    return kind
+
+
+def sincos_position_embedding(grid_size: tuple[int, int, int], dim: int, device=None) -> torch.Tensor:
+    """(t*h*w, dim) fixed embedding of a flattened (t, h, w) token grid (t outermost).
+
+    Each axis gets `2 * (dim // 6)` features, half sines and half cosines of the coordinate at geometrically
+    spaced frequencies from 1 to 1/SINCOS_BASE; features left over (dim not a multiple of 6) are zero.
+    """
+    axis_dim = 2 * (dim // 6)
+    if axis_dim == 0:
+        raise ValueError(f"a 3D sin/cos position embedding needs hidden_size >= 6, got {dim}")
+    frequencies = SINCOS_BASE ** -(torch.arange(axis_dim // 2, dtype=torch.float32, device=device) / (axis_dim // 2))
+    angles = token_positions(grid_size, device=device)[0].to(torch.float32).unsqueeze(-1) * frequencies  # (N, 3, F)
+    embedding = torch.cat((angles.sin(), angles.cos()), dim=-1).flatten(1)  # (N, 3 * axis_dim)
+    return F.pad(embedding, (0, dim - embedding.shape[-1]))
 
 
 class PoolerMLP(nn.Module):
@@ -128,23 +160,39 @@ class VJEPA2AttentivePooler(nn.Module):
 
     Args:
         config: a `VJEPA2Config`; reads `hidden_size`, `num_pooler_layers` (3 -> a 4-block probe),
-            `pooler_num_attention_heads`, `layer_norm_eps`, `hidden_act`.
+            `pooler_num_attention_heads`, `probe_position_embedding`, `layer_norm_eps`, `hidden_act`.
     """
 
     def __init__(self, config: VJEPA2Config):
         super().__init__()
+        self.position_embedding = probe_position_embedding(config)
         self.query_tokens = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.cross_attention_layer = PoolerCrossAttentionLayer(config)
         self.self_attention_layers = nn.ModuleList(
             [PoolerSelfAttentionLayer(config) for _ in range(config.num_pooler_layers)]
         )
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) tokens -> (B, D) pooled feature."""
+    def forward(self, tokens: torch.Tensor, grid_size: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """(B, N, D) tokens -> (B, D) pooled feature.
+
+        `grid_size` is the encoder's `(t, h, w)` token grid, needed with a position embedding; N may be
+        several grids (multi-layer input), each getting the same positions.
+        """
+        if self.position_embedding is not None:
+            tokens = tokens + self._positions(tokens, grid_size)
         for layer in self.self_attention_layers:
             tokens = layer(tokens)
         queries = self.query_tokens.expand(tokens.shape[0], -1, -1)
         return self.cross_attention_layer(queries, tokens).squeeze(1)
+
+    def _positions(self, tokens: torch.Tensor, grid_size: tuple[int, int, int] | None) -> torch.Tensor:
+        if grid_size is None:
+            raise ValueError(f"probe_position_embedding={self.position_embedding!r} needs the tokens' grid_size")
+        per_grid = grid_size[0] * grid_size[1] * grid_size[2]
+        if tokens.shape[1] % per_grid:
+            raise ValueError(f"{tokens.shape[1]} tokens are not whole copies of a {grid_size} grid")
+        embedding = sincos_position_embedding(grid_size, tokens.shape[-1], tokens.device).to(tokens.dtype)
+        return embedding.repeat(tokens.shape[1] // per_grid, 1)
 
 
 class VJEPA2ProbeHead(nn.Module):
@@ -159,8 +207,8 @@ class VJEPA2ProbeHead(nn.Module):
         self.pooler = VJEPA2AttentivePooler(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pooler(tokens))
+    def forward(self, tokens: torch.Tensor, grid_size: tuple[int, int, int] | None = None) -> torch.Tensor:
+        return self.classifier(self.pooler(tokens, grid_size))
 
 
 def probe_tokens(encoder: nn.Module, pixel_values: torch.Tensor, output_layers: list[int] | None) -> torch.Tensor:
@@ -175,7 +223,7 @@ class VJEPA2ForVideoClassification(VJEPA2PreTrainedModel):
 
     Args:
         config: a `VJEPA2Config` with `num_labels` (and optionally `id2label`,
-            `pooler_num_attention_heads`, `probe_output_layers`).
+            `pooler_num_attention_heads`, `probe_output_layers`, `probe_position_embedding`).
     """
 
     _no_split_modules = ["VJEPA2Block", "PoolerSelfAttentionLayer", "PoolerCrossAttentionLayer"]
@@ -207,8 +255,9 @@ class VJEPA2ForVideoClassification(VJEPA2PreTrainedModel):
         """
         if kwargs:
             raise TypeError(f"VJEPA2ForVideoClassification.forward got unsupported arguments {sorted(kwargs)}")
-        tokens = probe_tokens(self.vjepa2.encoder, pixel_values_videos, getattr(self.config, "probe_output_layers", None))
-        logits = self.classifier(self.pooler(tokens))
+        encoder = self.vjepa2.encoder
+        tokens = probe_tokens(encoder, pixel_values_videos, getattr(self.config, "probe_output_layers", None))
+        logits = self.classifier(self.pooler(tokens, encoder.grid_size(pixel_values_videos)))
         loss = None
         if labels is not None:
             if labels.shape != logits.shape[:1]:
