@@ -170,3 +170,13 @@ def test_manifest_rows_without_media_are_a_clear_error(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"label": 1}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:1: a row needs a 'video' or 'image' key"):
         read_manifest(tmp_path / "bad.jsonl")
+
+
+def test_effective_rank_separates_dimensional_collapse_from_spread_features():
+    from vjepa_vlm.vision.pretraining import effective_rank
+
+    torch.manual_seed(0)
+    spread = torch.randn(4, 500, 8)
+    squeezed = torch.randn(4, 500, 1) * torch.randn(8) + 1e-3 * torch.randn(4, 500, 8)  # one direction, same scale
+    assert 7 < effective_rank(spread) <= 8
+    assert 1 <= effective_rank(squeezed) < 1.1 and squeezed.std(dim=(0, 1)).mean() > 0.3

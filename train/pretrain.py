@@ -248,6 +248,7 @@ def train(config: PretrainConfig) -> Path:
             "ema": momentum,
             "target_std": outputs["target_std"].item(),
             "context_std": outputs["context_std"].item(),
+            "target_rank": outputs["target_rank"].item(),
             "skipped_files": skipped_files,
             "elapsed_s": round(time.time() - started, 2),
         }

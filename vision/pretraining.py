@@ -90,10 +90,12 @@ class VJEPA2Pretrainer(nn.Module):
         return F.layer_norm(features, (features.shape[-1],)), features
 
     def forward(self, pixel_values: torch.Tensor, masks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Return {"loss", "target_std", "context_std"} for a batch and its per-config masks.
+        """Return {"loss", "target_std", "context_std", "target_rank"} for a batch and its per-config masks.
 
         The two std values are the per-dimension standard deviation over batch and tokens of the raw
-        target and context features, averaged over dimensions: collapse drives them toward zero.
+        target and context features, averaged over dimensions: complete collapse drives them toward zero.
+        `target_rank` is the effective rank of the raw target features: dimensional collapse (features
+        squeezed into a few directions while their std stays up) drives it toward 1.
         """
         targets_full, raw_targets = self.target_features(pixel_values)
         predictions, targets, context_std = [], [], []
@@ -110,7 +112,15 @@ class VJEPA2Pretrainer(nn.Module):
             "loss": jepa_l1_loss(predictions, targets),
             "target_std": feature_std(raw_targets),
             "context_std": torch.stack(context_std).mean(),
+            "target_rank": effective_rank(raw_targets),
         }
+
+
+def effective_rank(features: torch.Tensor) -> torch.Tensor:
+    """Participation ratio (sum λ)² / sum λ² of the eigenvalues λ of the feature covariance over batch and
+    tokens: D for isotropic features, 1 when all variance lies in one direction."""
+    eigenvalues = torch.linalg.eigvalsh(torch.cov(features.detach().float().flatten(0, -2).T)).clamp(min=0)
+    return eigenvalues.sum() ** 2 / eigenvalues.square().sum().clamp(min=torch.finfo(torch.float32).tiny)
 
 
 def feature_std(features: torch.Tensor) -> torch.Tensor:
