@@ -1,4 +1,5 @@
-"""The README's main job: generate a few synthetic clips, encode one with a tiny V-JEPA 2, print shapes and times.
+"""The README's 10-second check: generate a few synthetic clips, encode one with a tiny V-JEPA 2, print shapes
+and times.
 
     python scripts/demo.py [--world runs/demo_world] [--preset vjepa2-tiny]
 

@@ -1,14 +1,18 @@
 """End to end on the embedded default: synthetic world -> encoder pretraining -> VLM stages 1, 1.5, 2, 3 -> evaluation.
 
-    python scripts/vlm_pipeline.py                       # the README's main command (minutes on 2 CPU cores)
-    python scripts/vlm_pipeline.py --stage_steps 60,60,60,120 --pretrain_steps 600 --out runs/vlm_pipeline_long
+    python scripts/vlm_pipeline.py                       # the README's main command (8 minutes on 2 CPU cores)
+    python scripts/vlm_pipeline.py --stage_steps 60,60,60,2000 --out runs/vlm_pipeline_long
 
-The VLM is trained twice, once around the pretrained tiny encoder and once around a randomly initialized one
-(same architecture, same data, same steps). Evaluation: every multiple-choice question of the world's held-out
+The world (`--world`, generated when absent) has 2000 training clips and the default world's 64 test clips
+(same seed, so the same held-out questions); every stage reads its manifests from it. The VLM is trained
+twice, once around the pretrained tiny encoder and once around a randomly initialized one (same
+architecture, same data, same steps). Evaluation: every multiple-choice question of the world's held-out
 video QA (test split), answered by the letter whose token the model scores highest right after the assistant
-header. Baselines: chance, the majority answer per template, and a blind text-only classifier that reads the
-question and options but not the video (`vjepa_vlm.data.synthetic_baselines`). Prints a table and writes it with
-the raw numbers to `--out/results.json` (atomically).
+header, once with the question's own video and once with another clip's (the control: what the video itself
+contributes). Baselines: chance, the majority answer per template, and a blind text-only classifier that
+reads the question and options but not the video (`vjepa_vlm.data.synthetic_baselines`). Prints a table and
+writes it with the raw numbers to `--out/results.json` (atomically), and each stage's loss curve to
+`--out/<encoder>/stage*/loss_curve.png`.
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+import yaml
 
 from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_baselines import blind_accuracy, chance_accuracy, majority_accuracy
 from vjepa_vlm.train.checkpoint import latest_checkpoint
 from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_world
+from vjepa_vlm.train.loss_curve import write_loss_curve
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("1", "1_5", "2", "3")
 LETTERS = ("A", "B", "C", "D")
+# Where the tiny stage recipes read their manifests; the pipeline points them at its own world instead.
+DEFAULT_WORLD = Path(EmbeddedArgs.world_dir)
 
 
 def run(command: list[str]) -> None:
@@ -48,17 +56,30 @@ def pretrain_encoder(out: Path, steps: int, world: Path) -> Path:
     return latest_checkpoint(run_dir) / "target"
 
 
+def world_sources(stage: str, world: Path) -> str:
+    """The tiny recipe's `data.sources` with its manifests and media moved into `world` (a YAML flow list)."""
+    recipe = yaml.safe_load((REPO / "train" / "recipes" / f"stage{stage}_tiny.yaml").read_text())
+    sources = []
+    for source in recipe["data"]["sources"]:
+        manifest = Path(source["path"]).relative_to(DEFAULT_WORLD)
+        sources.append({**source, "path": str(world / manifest), "media_root": str(world)})
+    return json.dumps(sources)
+
+
 def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_size: int, world: Path) -> Path:
-    """Stages 1 -> 1.5 -> 2 -> 3 with the tiny recipes, each starting from the previous output."""
+    """Stages 1 -> 1.5 -> 2 -> 3 with the tiny recipes on `world`, each starting from the previous output."""
     init_from = "embedded"
     for stage, steps in zip(STAGES, stage_steps):
         run_dir = out / f"stage{stage}"
         if not (run_dir / "output" / "stage.json").is_file():
             run([f"train/stage{stage}.py", f"steps={steps}", f"batch_size={batch_size}",
+                 f"data.sources={world_sources(stage, world)}",
                  f"micro_batch_size={min(batch_size, 8)}", f"checkpoint.dir={run_dir}", f"model.init_from={init_from}",
                  f"embedded.init_dir={out / 'init'}", f"embedded.world_dir={world}",
                  f"embedded.encoder_from={encoder if encoder else 'null'}", "logging.tracker=tensorboard"])
         init_from = str(run_dir / "output")
+        if steps > 1:  # a curve needs two points
+            write_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
     return Path(init_from)
 
 
@@ -76,10 +97,26 @@ def multiple_choice_prompt(processor, row: dict) -> str:
     return processor.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True)
 
 
+def other_clip_videos(rows: list[dict]) -> list[str]:
+    """For each question, the video of another test clip (half the list away, skipping its own clip's rows).
+
+    Scoring the questions with these videos measures how much of the accuracy comes from the video itself:
+    a model that ignores its video scores the same with the wrong one.
+    """
+    videos = []
+    for index, row in enumerate(rows):
+        shift = len(rows) // 2
+        while rows[(index + shift) % len(rows)]["video"] == row["video"]:
+            shift += 1
+        videos.append(rows[(index + shift) % len(rows)]["video"])
+    return videos
+
+
 @torch.no_grad()
-def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict]) -> dict[str, float]:
+def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], videos: list[str]) -> dict[str, float]:
     """Accuracy by question type: the answer is the option letter with the highest next-token logit.
 
+    `videos[i]` is the video shown with question i (its own clip's, or another clip's for the control).
     Also returns `predicted <letter>`: the share of questions answered with each letter, which shows a
     constant-answer collapse (the option letters are balanced in the data).
     """
@@ -91,8 +128,8 @@ def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict]) -> 
     processor = VJEPA2VLMProcessor.from_pretrained(model_dir)
     letter_ids = letter_token_ids(processor.tokenizer)
     groups, predicted = defaultdict(list), defaultdict(int)
-    for row in rows:
-        inputs = processor(text=[multiple_choice_prompt(processor, row)], videos=[str(world / row["video"])])
+    for row, video in zip(rows, videos):
+        inputs = processor(text=[multiple_choice_prompt(processor, row)], videos=[str(world / video)])
         logits = model(**inputs).logits[0, -1, letter_ids]
         answer = LETTERS[int(logits.argmax())]
         predicted[answer] += 1
@@ -113,12 +150,15 @@ def results_table(rows: dict[str, dict[str, float]]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/vlm_pipeline")
-    parser.add_argument("--world", default=EmbeddedArgs.world_dir)
+    parser.add_argument("--world", default="runs/vlm_world",
+                        help="synthetic world, generated when absent (its test split is the default world's: same seed)")
+    parser.add_argument("--world_train", type=int, default=2000,
+                        help="training clips of a generated world (the default world's 256 are too few to learn from)")
     parser.add_argument("--pretrain_steps", type=int, default=300)
     parser.add_argument("--encoder", default=None,
                         help="an already pretrained tiny encoder directory (e.g. <pretrain run>/checkpoints/step_*/target); "
                              "skips pretraining")
-    parser.add_argument("--stage_steps", default="20,20,20,60", help="steps of stages 1, 1.5, 2, 3")
+    parser.add_argument("--stage_steps", default="20,20,20,400", help="steps of stages 1, 1.5, 2, 3")
     parser.add_argument("--batch_size", type=int, default=16, help="global batch of every stage")
     parser.add_argument("--variants", default="pretrained,random",
                         help="encoders to train VLMs around; runs sharing --out reuse each other's finished stages")
@@ -126,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     stage_steps = [int(s) for s in args.stage_steps.split(",")]
     if len(stage_steps) != len(STAGES):
         raise SystemExit(f"--stage_steps needs {len(STAGES)} comma-separated step counts, got {args.stage_steps!r}")
-    out, world = Path(args.out), ensure_world(EmbeddedArgs(world_dir=args.world))
+    out, world = Path(args.out), ensure_world(EmbeddedArgs(world_dir=args.world, world_train=args.world_train))
     variants = args.variants.split(",")
     encoder = Path(args.encoder) if args.encoder else None
     if "pretrained" in variants and encoder is None:
@@ -145,8 +185,10 @@ def main(argv: list[str] | None = None) -> dict:
     baselines = {"chance": chance_accuracy(test), "majority answer per template": majority_accuracy(train, test),
                  "blind text-only (question + options, no video)": blind_accuracy(train, test)}
     rows = {f"baseline: {k}": {g: v for g, v in values.items() if "=" not in g} for k, values in baselines.items()}
+    own, others = [row["video"] for row in test], other_clip_videos(test)
     for name, model_dir in outputs.items():
-        rows[f"VLM, {name}"] = multiple_choice_accuracy(model_dir, world, test)
+        rows[f"VLM, {name}"] = multiple_choice_accuracy(model_dir, world, test, own)
+        rows[f"VLM, {name}, another clip's video"] = multiple_choice_accuracy(model_dir, world, test, others)
     text = results_table(rows)
     print(f"\nheld-out video QA, multiple choice ({len(test)} questions), accuracy %\n\n{text}")
     out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
 
 
-def test_readme_main_job_encodes_a_generated_clip(tmp_path, monkeypatch, capsys):
+def test_demo_encodes_a_generated_clip(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["demo.py", "--world", str(tmp_path / "world"), "--frames", "8"])
     runpy.run_path(str(SCRIPT), run_name="__main__")
     printed = capsys.readouterr().out

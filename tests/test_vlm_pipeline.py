@@ -50,3 +50,22 @@ def test_the_scored_position_is_the_one_whose_label_is_the_answer_letter(process
     letter_ids = pipeline.letter_token_ids(processor.tokenizer)
     assert labels[supervised[0]] == letter_ids[pipeline.LETTERS.index(answer)]
     assert processor.tokenizer.convert_ids_to_tokens([labels[i] for i in supervised]) == [answer, "<|im_end|>"]
+
+
+def test_the_control_video_is_always_another_clip():
+    # Four questions per clip, adjacent as in the world's manifests.
+    rows = [{"video": f"videos/test/{clip:06d}.mp4"} for clip in range(5) for _ in range(4)]
+    others = pipeline.other_clip_videos(rows)
+    assert all(other != row["video"] for row, other in zip(rows, others))
+    assert len(set(others)) == 5  # every clip is used as a control, not one clip for all
+
+
+@pytest.mark.parametrize("stage", pipeline.STAGES)
+def test_stage_data_is_read_from_the_pipeline_world(stage, tmp_path):
+    import json
+
+    sources = json.loads(pipeline.world_sources(stage, tmp_path / "world"))
+    assert sources
+    for source in sources:
+        assert Path(source["path"]).parent == tmp_path / "world" / "train"
+        assert source["media_root"] == str(tmp_path / "world")
