@@ -12,6 +12,10 @@ logistic-regression accuracies on held-out data:
   the tokens whose pixels change between tubelets (a bag of tokens, i.e. what a position-blind probe can use).
 - `motion_all_tokens_pca`: all 22 motion classes from the flattened (position-aware) token grid after a PCA.
 - `moving_vs_static_change`: mean feature change between consecutive tubelets at moving / static tokens.
+- `object_token_auc`: ROC AUC of telling, from a token's feature alone, whether its own patch holds moving pixels
+  (train/test split over videos): how well tokens localize the moving objects a position-aware probe would track.
+- `effective_rank`: participation ratio of the token covariance (`vision.pretraining.effective_rank`); dimensional
+  collapse drives it toward 1.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.eval.probe import ProbeArgs, load_clips
+from vjepa_vlm.vision.pretraining import effective_rank
 
 TRANSLATION_CLASSES = 8  # motion labels 0..7 are the eight translation directions of the synthetic world
 
@@ -55,6 +61,16 @@ def logistic_accuracy(train_x, train_y, test_x, test_y, c: float = 1.0) -> float
     scaler = StandardScaler().fit(train_x)
     model = LogisticRegression(max_iter=1000, C=c).fit(scaler.transform(train_x), train_y)
     return float(model.score(scaler.transform(test_x), test_y))
+
+
+def object_token_auc(features: torch.Tensor, moving: torch.Tensor, num_train: int) -> float:
+    """Held-out AUC of a logistic regression from each token's feature to its `moving` flag."""
+    scaler = StandardScaler().fit(features[:num_train].flatten(0, 1).numpy())
+    model = LogisticRegression(max_iter=2000).fit(
+        scaler.transform(features[:num_train].flatten(0, 1).numpy()), moving[:num_train].flatten().numpy()
+    )
+    scores = model.decision_function(scaler.transform(features[num_train:].flatten(0, 1).numpy()))
+    return float(roc_auc_score(moving[num_train:].flatten().numpy(), scores))
 
 
 def position_accuracy(features: torch.Tensor, grid: tuple[int, int, int], num_train: int) -> dict[str, float]:
@@ -95,6 +111,10 @@ def diagnose(encoder, config, train_clips, train_labels, test_clips, test_labels
     change = (per_time[:, 1:] - per_time[:, :-1]).norm(dim=-1)
     moving_pairs = (moving_per_time[:, 1:] * moving_per_time[:, :-1]) > 0
     results["moving_vs_static_change"] = [float(change[moving_pairs].mean()), float(change[~moving_pairs].mean())]
+    results["object_token_auc"] = object_token_auc(
+        train_f[:position_videos], train_moving[:position_videos], int(position_videos * 0.75)
+    )
+    results["effective_rank"] = float(effective_rank(train_f))
 
     keep_train, keep_test = train_labels < TRANSLATION_CLASSES, test_labels < TRANSLATION_CLASSES
     results["direction_from_moving_tokens"] = logistic_accuracy(

@@ -38,3 +38,13 @@ def test_bag_of_tokens_averages_the_masked_tokens():
     features = torch.arange(6.0).view(1, 3, 2)
     mask = torch.tensor([[1.0, 0.0, 1.0]])
     assert torch.equal(diag.bag_of_tokens(features, mask), torch.tensor([[2.0, 3.0]]))
+
+
+def test_object_token_auc_is_high_only_when_features_flag_the_moving_tokens():
+    torch.manual_seed(0)
+    moving = (torch.rand(40, 16) < 0.2).float()
+    noise = torch.randn(40, 16, 4)
+    flagged = noise.clone()
+    flagged[..., 0] += 3 * moving
+    assert diag.object_token_auc(flagged, moving, num_train=30) > 0.9
+    assert abs(diag.object_token_auc(noise, moving, num_train=30) - 0.5) < 0.15
