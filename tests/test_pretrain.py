@@ -145,6 +145,19 @@ def test_tiny_recipe_loads_and_validates():
     assert config.model.preset == "vjepa2-tiny" and config.validate() == []
 
 
+def test_tiny_motion_recipe_is_the_published_command():
+    """The recipe file equals the tiny recipe with the overrides of the BENCHMARKS command it stands for."""
+    recipe = load_config(PretrainConfig, TINY_RECIPE.with_name("pretrain_tiny_motion.yaml"))
+    overrides = [
+        "steps=1600", "optim.warmup_steps=200", "optim.decay_steps=400", "checkpoint.every_steps=400",
+        "checkpoint.keep_last=4", "log_every=100", "checkpoint.dir=runs/pretrain_tiny_motion",
+        "model.config_overrides={patch_size: 8, pred_hidden_size: 96, pred_num_hidden_layers: 4}",
+        "optim.lr=1e-4", "optim.start_lr=1e-5", "optim.ema=0.9995", "optim.final_ema=0.9995",
+        "mask.configs=[{num_blocks: 1, spatial_scale: [1.0, 1.0], temporal_scale: [0.5, 0.5], aspect_ratio: [1.0, 1.0]}]",
+    ]
+    assert recipe == load_config(PretrainConfig, TINY_RECIPE, overrides) and recipe.validate() == []
+
+
 def test_stream_sampler_shards_positions_by_rank_and_resumes_at_a_position():
     from itertools import islice
 
