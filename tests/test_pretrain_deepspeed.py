@@ -1,28 +1,12 @@
 """Pretraining under `accelerate launch` with DeepSpeed ZeRO-2 on 2 CPU processes: exact resume, ZeRO-3 refused."""
 
-import json
-
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_deepspeed import REPO, _launch
+from test_pretrain import TINY_RUN, _losses
 
 from vjepa_vlm.train.checkpoint import latest_checkpoint
-
-TINY = [
-    "model.preset=vjepa2-tiny",
-    "model.config_overrides={patch_size: 8, hidden_size: 48, num_hidden_layers: 2, pred_hidden_size: 24}",
-    "data.num_frames=4",
-    "data.crop_size=32",
-    "data.batch_size=2",
-    "optim.warmup_steps=1",
-    "optim.decay_steps=2",
-    "optim.ema=0.9",
-    "optim.final_ema=0.9",
-    "steps=4",
-    "checkpoint.every_steps=2",
-    "distributed.backend=deepspeed",
-]
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +19,9 @@ def world(tmp_path_factory):
 
 
 def _pretrain(run_dir, world, *overrides, zero="zero2"):
-    return _launch(REPO / "train" / "pretrain.py", *TINY, f"synthetic_world.dir={world}", f"checkpoint.dir={run_dir}",
-                   f"distributed.deepspeed_config={REPO}/train/deepspeed_{zero}.json", *overrides, cwd=run_dir.parent)
-
-
-def _losses(run_dir):
-    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return _launch(REPO / "train" / "pretrain.py", *TINY_RUN, f"synthetic_world.dir={world}", f"checkpoint.dir={run_dir}",
+                   "distributed.backend=deepspeed", f"distributed.deepspeed_config={REPO}/train/deepspeed_{zero}.json",
+                   *overrides, cwd=run_dir.parent)
 
 
 @pytest.mark.slow
