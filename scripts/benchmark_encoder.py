@@ -48,6 +48,16 @@ def build(name: str) -> tuple[VJEPA2Model, torch.Tensor]:
     return model, clip
 
 
+def build_with_reference(name: str) -> tuple[VJEPA2Model, transformers.VJEPA2Model, torch.Tensor]:
+    """Our model, transformers' `VJEPA2Model` holding the same weights (SDPA attention), and the config's clip."""
+    ours, clip = build(name)
+    reference = transformers.VJEPA2Model(transformers.VJEPA2Config.from_dict(ours.config.to_dict())).eval()
+    reference.load_state_dict(ours.state_dict())
+    if reference.config._attn_implementation != "sdpa":
+        raise RuntimeError(f"transformers picked {reference.config._attn_implementation!r} attention, expected sdpa")
+    return ours, reference, clip
+
+
 def time_once(fn) -> tuple[float, float]:
     """(CPU seconds of this process, wall seconds) of one call."""
     cpu, wall = time.process_time(), time.perf_counter()
@@ -70,11 +80,7 @@ def interleaved_medians(first, second, repeats: int) -> dict:
 
 @torch.no_grad()
 def compare_with_transformers(name: str, repeats: int) -> dict:
-    ours, clip = build(name)
-    reference = transformers.VJEPA2Model(transformers.VJEPA2Config.from_dict(ours.config.to_dict())).eval()
-    reference.load_state_dict(ours.state_dict())
-    if reference.config._attn_implementation != "sdpa":
-        raise RuntimeError(f"transformers picked {reference.config._attn_implementation!r} attention, expected sdpa")
+    ours, reference, clip = build_with_reference(name)
 
     def run_ours():
         return ours.encoder(clip).last_hidden_state
@@ -109,8 +115,7 @@ COUNTED_OPS = ("aten::addmm", "aten::sin", "aten::cos", "aten::mul", "aten::cat"
 @torch.no_grad()
 def op_counts(name: str) -> dict[str, dict[str, int]]:
     """Kernel calls of one forward, ours vs transformers: where the two differ besides the shared GEMMs/SDPA."""
-    ours, clip = build(name)
-    reference = transformers.VJEPA2Model(transformers.VJEPA2Config.from_dict(ours.config.to_dict())).eval()
+    ours, reference, clip = build_with_reference(name)
     counts = {}
     runs = (("ours", lambda: ours.encoder(clip)), ("transformers", lambda: reference(clip, skip_predictor=True)))
     for label, run in runs:
@@ -133,9 +138,7 @@ SHARED_KERNELS = (
 @torch.no_grad()
 def kernel_time_split(name: str, repeats: int) -> dict[str, dict[str, float]]:
     """Median profiled self CPU seconds of one forward, split into the shared kernels and the rest."""
-    ours, clip = build(name)
-    reference = transformers.VJEPA2Model(transformers.VJEPA2Config.from_dict(ours.config.to_dict())).eval()
-    reference.load_state_dict(ours.state_dict())
+    ours, reference, clip = build_with_reference(name)
     runs = {"ours": lambda: ours.encoder(clip), "transformers": lambda: reference(clip, skip_predictor=True)}
     samples = {label: {"shared": [], "other": []} for label in runs}
     for _ in range(repeats):

@@ -77,10 +77,10 @@ def main(argv=None) -> list[dict]:
     probe_args = ProbeArgs(
         num_frames=args.frames, frame_step=args.frame_step, num_segments=1, num_views=1, resolution=args.resolution
     )
-    clips, _ = probe_diagnostics.load_split(args.world, "train", probe_args)
+    clips, _ = probe_diagnostics.load_split(args.world, "train", probe_args, limit=args.clips)
     results = []
     for step_dir in args.step_dirs:
-        results.append(loss_split(step_dir, clips[: args.clips]))
+        results.append(loss_split(step_dir, clips))
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results[-1].items()}), flush=True)
     return results
 

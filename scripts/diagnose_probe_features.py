@@ -92,9 +92,10 @@ def bag_of_tokens(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (features * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
 
-def load_split(world: Path, split: str, args: ProbeArgs) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(world: Path, split: str, args: ProbeArgs, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips and motion labels of a split's motion manifest (its first `limit` rows when given)."""
     manifest = world / split / "motion_classification.jsonl"
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line]
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line][:limit]
     clips = torch.stack([load_clips("video", world / row["video"], args, 1, 1)[0] for row in rows])
     return clips, torch.tensor([int(row["label"]) for row in rows])
 

@@ -205,7 +205,6 @@ def train(config: PretrainConfig) -> Path:
         save_config(config, run_dir / "config.yaml")
         truncate_metrics(run_dir / "metrics.jsonl", step)
 
-
     grid = grid_size_for(config.data.num_frames, config.data.crop_size, model_config.tubelet_size, model_config.patch_size)
     dataset = PretrainMixture(config.data, seed=config.seed)
     sampler = StreamPositionSampler(position, accelerator.process_index, accelerator.num_processes)
