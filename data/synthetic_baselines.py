@@ -1,13 +1,17 @@
 """Reference baselines of the synthetic world, the floor that learned models are read against.
 
-QA (test split): chance, majority answer per question template, and a blind text-only answerer (logistic
-regression on bag-of-words of the question and options, no video). Motion classes: the same classifier
+QA (test split): chance, majority answer per question template, and two blind text-only answerers (no
+video): one predicts the answer (the letter, for multiple choice) from bag-of-words of the question and
+options; the other scores each option of a multiple-choice question, so it also learns which answers are
+common for a question (a blind floor for models that pick an option by its text, such as option-likelihood
+scoring). Motion classes: the same classifier
 family on raw downsampled pixels of the middle frame only vs several frames, which measures how much the
 task needs time.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -81,10 +85,37 @@ def blind_accuracy(train: list[dict], test: list[dict]) -> dict[str, float]:
     return _accuracy_by_type(test, [predictions[i] == _target(row) for i, row in enumerate(test)])
 
 
+def _option_features(row: dict, option: str) -> str:
+    """The question's words, the option's words, and the option as one token tied to the question template."""
+    words = re.sub(r"\W+", "_", option)
+    return " ".join([row["question"], *(f"option_{w}" for w in re.findall(r"\w+", option)), f"{row['template']}_is_{words}"])
+
+
+def blind_option_accuracy(train: list[dict], test: list[dict]) -> dict[str, float]:
+    """Multiple-choice rows only: logistic regression on (question, option) says whether the option is the answer;
+    the highest-scoring option of each test question is the guess. Unlike `blind_accuracy` it learns answer
+    priors by content (the number of moving objects is usually "1"), as any model scoring an option's text does.
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    train_rows, test_rows = ([r for r in rows if r["format"] == "mc"] for rows in (train, test))
+    pairs = [(r, o) for r in train_rows for o in r["options"]]
+    model = make_pipeline(CountVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=2000))
+    model.fit([_option_features(r, o) for r, o in pairs], [o == r["answer"] for r, o in pairs])
+    correct = []
+    for row in test_rows:
+        scores = model.predict_proba([_option_features(row, o) for o in row["options"]])[:, 1]
+        correct.append(row["options"][int(np.argmax(scores))] == row["answer"])
+    return _accuracy_by_type(test_rows, correct)
+
+
 def qa_baselines(train_manifest: str | Path, test_manifest: str | Path) -> dict[str, dict[str, float]]:
     """Chance, majority and blind accuracies on a QA manifest pair (video_qa.jsonl or image_qa.jsonl)."""
     train, test = read_jsonl(train_manifest), read_jsonl(test_manifest)
-    return {"chance": chance_accuracy(test), "majority": majority_accuracy(train, test), "blind text-only": blind_accuracy(train, test)}
+    return {"chance": chance_accuracy(test), "majority": majority_accuracy(train, test), "blind text-only": blind_accuracy(train, test),
+            "blind option scorer (mc)": blind_option_accuracy(train, test)}
 
 
 def pixel_features(frames: np.ndarray, num_frames: int, resolution: int) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 Questions come in two formats: multiple choice ("mc", 4 lettered options) and short open answers ("open",
 with the closed list of valid answers in `candidates` so exact-match scoring and chance are well defined).
+Every multiple-choice question also has a cloze twin (`cloze_row`): the same question asked openly, its
+options as the candidates, for models scored by option likelihood (lmms-eval's `multiple_choice` output
+type) rather than by letter.
 """
 
 from __future__ import annotations
@@ -204,3 +207,19 @@ def qa_row(row_id: str, media_key: str, media_path: str, item: dict) -> dict:
     row = conversation_row(row_id, media_key, media_path, item["prompt"], answer)
     row.update({k: v for k, v in item.items() if k != "prompt"})
     return row
+
+
+def cloze_row(row: dict) -> dict:
+    """The cloze twin of a multiple-choice QA row: the question without its option list, answered by the
+    option's text; `candidates` are the options, so likelihood scoring picks among exactly those.
+
+    A from-scratch LLM of the tiny VLM's size learns to read an answer off the video long before it learns
+    to map that answer to an option letter (README, "Small-scale result"); the cloze form measures the former.
+    """
+    if row["format"] != "mc":
+        raise ValueError(f"cloze_row: row {row.get('id')!r} has format {row['format']!r}, expected 'mc'")
+    media_key = "video" if "video" in row else "image"
+    item = {k: v for k, v in row.items() if k not in ("id", "conversations", "options", "answer_letter", media_key)}
+    twin = conversation_row(f"{row['id']}-cloze", media_key, row[media_key], f"{row['question']}\n{OPEN_INSTRUCTION}",
+                            row["answer"])
+    return twin | item | {"format": "cloze", "candidates": list(row["options"])}

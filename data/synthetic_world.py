@@ -10,6 +10,7 @@ Layout written by `generate_world` (every path inside a manifest is relative to 
     {split}/image_classification.jsonl          {"image", "label"}   category of the main object
     {split}/anticipation.jsonl                  EK100-like: context frames before an event, verb/noun/action
     {split}/video_captions.jsonl, video_qa.jsonl, image_captions.jsonl, image_qa.jsonl   LLaVA conversations
+    {split}/video_qa_cloze.jsonl                the multiple-choice video questions asked openly (`cloze_row`)
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def _manifests(records: list[dict], split: str, seed: int) -> dict[str, list[dic
     rng = np.random.default_rng([seed, SPLITS.index(split), 1 << 30])
     out: dict[str, list[dict]] = {name: [] for name in (
         "clips", "motion_classification", "appearance_classification", "image_classification", "anticipation",
-        "video_captions", "video_qa", "image_captions", "image_qa")}
+        "video_captions", "video_qa", "video_qa_cloze", "image_captions", "image_qa")}
     for r in records:
         key = f"{split}-{r['id']}"
         out["clips"].append(r)
@@ -207,6 +208,7 @@ def _manifests(records: list[dict], split: str, seed: int) -> dict[str, list[dic
         out["image_captions"].append(labels.conversation_row(key, "image", r["image"], image_prompt, r["image_caption"]))
         out["video_qa"] += [labels.qa_row(f"{key}-q{i}", "video", r["video"], q) for i, q in enumerate(r["qa"])]
         out["image_qa"] += [labels.qa_row(f"{key}-q{i}", "image", r["image"], q) for i, q in enumerate(r["image_qa"])]
+    out["video_qa_cloze"] = [labels.cloze_row(row) for row in out["video_qa"] if row["format"] == "mc"]
     return out
 
 

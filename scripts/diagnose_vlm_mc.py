@@ -1,8 +1,10 @@
-"""Why the tiny VLM cannot answer multiple-choice video questions: a fast in-process stage-3 harness.
+"""The tiny VLM on multiple-choice video questions, diagnosed: a fast in-process stage-3 harness.
 
     OMP_NUM_THREADS=1 python scripts/diagnose_vlm_mc.py --steps 800 --eval_every 200 --mc_perms 4
     OMP_NUM_THREADS=1 python scripts/diagnose_vlm_mc.py --world runs/world2k --steps 1500 --eval_every 750 \
         --mc_only --mc_perms 0 --text_mc 4
+    OMP_NUM_THREADS=1 python scripts/diagnose_vlm_mc.py --world runs/world2k --steps 4000 --eval_every 2000 \
+        --mc_open 1 --encoder <pretrained encoder directory>
 
 Trains the tiny VLM's projector and LLM from initialization on a synthetic world's stage-3 data (video QA and
 captions), with the frozen vision tower's tokens computed once per clip and cached: about twice as fast as the
@@ -18,8 +20,14 @@ the assistant turn), batch `--bs`, AdamW with linear warmup over 5% of the steps
 - the caption loss with the right video and with another clip's;
 - open questions scored by their candidate answers (the candidate with the lowest summed NLL), with the right
   video and with another clip's;
+- the MC questions scored the same way in their cloze form (asked openly, the options as candidates, as
+  `scripts/vlm_pipeline.py`'s "option likelihood" rows), with the right video and with another clip's;
+  `--mc_open N` adds N cloze copies of each training MC question (what the world's `video_qa_cloze.jsonl`
+  gives the stage trainer);
 - with `--text_mc`, accuracy on the test MC questions with the answer written into the prompt in place of the
   video (`Hint: yellow.`): whether the LLM maps an option's content to its letter at all.
+
+`--warmup_steps N` runs a text-only phase of N steps on the hint copies alone before the main phase.
 
 The world is one made by `scripts/make_synthetic_data.py`; the tokenizer is trained on its training
 conversations (`vjepa_vlm.train.embedded.tiny_tokenizer`), as the tiny stage recipes do.
@@ -39,15 +47,14 @@ import torch.nn.functional as F
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
 from vjepa_vlm.data.label_masking import tokenize_with_labels
 from vjepa_vlm.data.manifests import read_jsonl
-from vjepa_vlm.data.synthetic_labels import LETTERS, MC_INSTRUCTION
+from vjepa_vlm.data.synthetic_labels import LETTERS, MC_INSTRUCTION, OPEN_INSTRUCTION
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
 from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor, pad_sequences
-from vjepa_vlm.train.embedded import load_encoder_weights, tiny_tokenizer
+from vjepa_vlm.train.embedded import EmbeddedArgs, load_encoder_weights, tiny_tokenizer
 from vjepa_vlm.video_processing_vjepa2_vlm import load_video_frames
 # The pipeline's own scoring (scripts/ is on the path when this script runs), so both measure the same thing.
 from vlm_pipeline import letter_token_ids, multiple_choice_prompt, other_clip_videos
 
-VOCAB_SIZE = 512
 EVAL_BATCH = 32
 
 
@@ -60,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--proj", default="mlp", help="projector type (mlp, attentive_pooler, ...)")
     p.add_argument("--pool", type=int, default=1, help="projector pooling ratio")
     p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--vocab", type=int, default=EmbeddedArgs.vocab_size,
+                   help="BPE vocabulary of the tiny tokenizer (default: the embedded default's)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--bs", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -74,6 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--templates", default="", help="comma-separated question templates to keep (default: all)")
     p.add_argument("--text_mc", type=int, default=0,
                    help="text-only copies of each training MC question with the answer given as a hint")
+    p.add_argument("--mc_open", type=int, default=0,
+                   help="copies of each training MC question in the cloze form (no options, the option text as answer)")
+    p.add_argument("--warmup_steps", type=int, default=0,
+                   help="steps of a text-only phase before `--steps`: the hint copies alone (`--warmup_orders` per "
+                        "training MC question), at `--lr`, with its own warmup and cosine")
+    p.add_argument("--warmup_orders", type=int, default=4, help="option orders per question in the text-only phase")
     p.add_argument("--init_range", type=float, default=0.02, help="weight init std (also re-draws the encoder)")
     return p.parse_args(argv)
 
@@ -123,6 +138,14 @@ def hint_prompt(user: str, answer: str) -> str:
     return user.replace("<video>\n", f"Hint: {answer}.\n")
 
 
+def hint_sample(processor, row: dict) -> dict:
+    """A text-only copy of an MC question in a random option order, the answer as a hint (`hint_prompt`)."""
+    order = list(range(len(row["options"])))
+    random.shuffle(order)
+    user, letter = mc_text(row, order)
+    return encode(processor, hint_prompt(user, row["answer"]), letter, None)
+
+
 def encode(processor, user: str, answer: str, video: str | None) -> dict:
     """Token ids and labels (assistant turn only) of one exchange, video placeholders expanded."""
     if video is None:
@@ -168,11 +191,8 @@ def training_samples(args: argparse.Namespace, world: Path, processor, keep) -> 
                     orders.append(order)
                 for order in orders:
                     samples.append(encode(processor, *mc_text(row, order), video))
-                for _ in range(args.text_mc):
-                    order = list(identity)
-                    random.shuffle(order)
-                    user, letter = mc_text(row, order)
-                    samples.append(encode(processor, hint_prompt(user, row["answer"]), letter, None))
+                samples += [hint_sample(processor, row) for _ in range(args.text_mc)]
+                samples += [encode(processor, cloze_prompt(row)[0], row["answer"], video)] * args.mc_open
             elif not args.mc_only:
                 turns = row["conversations"]
                 samples.append(encode(processor, turns[0]["value"], turns[1]["value"], video))
@@ -261,14 +281,24 @@ def mc_metrics(model, features, data: dict, letters: list[int]) -> dict:
             "letter_nll_swapped": sum(nll["swapped"]) / len(nll["swapped"])}
 
 
+def cloze_prompt(row: dict) -> tuple[str, list[str]]:
+    """The user turn and the candidate answers of a QA row in the open (cloze) form: an open question as
+    generated; an MC question without its option list, its options as the candidates."""
+    if row["format"] == "open":
+        return row["conversations"][0]["value"], row["candidates"]
+    return f"<video>\n{row['question']}\n{OPEN_INSTRUCTION}", row["options"]
+
+
 def open_candidate_accuracy(model, features, rows: list[dict], videos: list[str]) -> dict[str, float]:
-    """Each open question answered by the candidate with the lowest summed NLL; % by question type and "all"."""
+    """Each question answered by the candidate with the lowest summed NLL in its cloze form (`cloze_prompt`);
+    % by question type and "all"."""
     correct: dict[str, list[bool]] = {}
     for row, video in zip(rows, videos):
-        encoded = [encode(features.processor, row["conversations"][0]["value"], c, video) for c in row["candidates"]]
+        user, candidates = cloze_prompt(row)
+        encoded = [encode(features.processor, user, c, video) for c in candidates]
         logits = forward(model, features, [e["ids"] for e in encoded], [video] * len(encoded))
         nll = sequence_loss(logits, [e["labels"] for e in encoded], reduction="none").tolist()
-        ok = row["candidates"][min(range(len(nll)), key=nll.__getitem__)] == row["answer"]
+        ok = candidates[min(range(len(nll)), key=nll.__getitem__)] == row["answer"]
         for group in ("all", row["question_type"]):
             correct.setdefault(group, []).append(ok)
     return {g: 100 * sum(v) / len(v) for g, v in correct.items()}
@@ -292,6 +322,12 @@ def evaluate(model, features, data: dict, letters: list[int], text_mc: bool, ste
     """Every held-out metric of the module docstring, printed and returned."""
     model.eval()
     metrics = {"step": step, **mc_metrics(model, features, data, letters)}
+    for name in ("right", "swapped"):
+        videos = data["mc_videos"] if name == "right" else data["mc_other"]
+        acc = open_candidate_accuracy(model, features, data["mc"], videos)
+        metrics[f"mc_cloze_acc_{name}"] = acc
+        by_type = " ".join(f"{k} {v:.1f}" for k, v in sorted(acc.items()) if k != "all")
+        print(f"  MC cloze acc ({name} video): all {acc['all']:.1f} {by_type}", flush=True)
     for name in ("right", "swapped"):
         videos = data["open_videos"] if name == "right" else data["open_other"]
         acc = open_candidate_accuracy(model, features, data["open"], videos)
@@ -321,6 +357,42 @@ def learning_rate(step: int, steps: int, peak: float) -> float:
     return peak * min(1, step / warmup) * (cosine * 0.9 + 0.1)
 
 
+def hint_samples(world: Path, processor, keep, orders: int) -> list[dict]:
+    """Text-only copies of every training MC question, the answer as a hint in place of the video, in
+    `orders` random option orders."""
+    samples = []
+    for row in read_jsonl(world / "train" / "video_qa.jsonl"):
+        if row["format"] != "mc" or not keep(row):
+            continue
+        samples += [hint_sample(processor, row) for _ in range(orders)]
+    return samples
+
+
+def train_phase(args, model, features, params, samples, steps, data, letters, start, results, name) -> None:
+    """`steps` AdamW steps of batch `--bs` over `samples` (reshuffled epochs), evaluating every `--eval_every`."""
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    model.train()
+    order: list[int] = []
+    for step in range(1, steps + 1):
+        lr = learning_rate(step, steps, args.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if len(order) < args.bs:
+            order += random.sample(range(len(samples)), len(samples))
+        batch, order = [samples[j] for j in order[:args.bs]], order[args.bs:]
+        logits = forward(model, features, [b["ids"] for b in batch], [b["video"] for b in batch])
+        loss = sequence_loss(logits, [b["labels"] for b in batch])
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % 25 == 0:
+            print(f"{name} step {step} loss {loss.item():.3f} lr {lr:.2e} t={time.time() - start:.0f}s", flush=True)
+        if step % args.eval_every == 0 or step == steps:
+            text_mc = bool(args.text_mc or args.warmup_steps)
+            results.append({"phase": name} | evaluate(model, features, data, letters, text_mc, step, start))
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     print(vars(args), flush=True)
@@ -330,7 +402,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not (world / "meta.json").is_file():
         raise SystemExit(f"no synthetic world at {world}: make one with scripts/make_synthetic_data.py --out {world}")
     start = time.time()
-    tokenizer = tiny_tokenizer(world, VOCAB_SIZE)
+    tokenizer = tiny_tokenizer(world, args.vocab)
     model, processor = build_model(args, tokenizer)
     features = FeatureCache(model.model.vision_tower, processor)
     keep = row_filter(args, world)
@@ -342,28 +414,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     letters = letter_token_ids(tokenizer)
     params = [p for n, p in model.named_parameters() if not n.startswith("model.vision_tower")]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    model.train()
-    order: list[int] = []
     results = []
-    for step in range(1, args.steps + 1):
-        lr = learning_rate(step, args.steps, args.lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # Epochs of reshuffled indices, so every sample is seen once per epoch.
-        if len(order) < args.bs:
-            order += random.sample(range(len(train)), len(train))
-        batch, order = [train[j] for j in order[:args.bs]], order[args.bs:]
-        logits = forward(model, features, [b["ids"] for b in batch], [b["video"] for b in batch])
-        loss = sequence_loss(logits, [b["labels"] for b in batch])
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if step % 25 == 0:
-            print(f"step {step} loss {loss.item():.3f} lr {lr:.2e} t={time.time() - start:.0f}s", flush=True)
-        if step % args.eval_every == 0 or step == args.steps:
-            results.append(evaluate(model, features, data, letters, bool(args.text_mc), step, start))
+    if args.warmup_steps:
+        warmup = hint_samples(world, processor, keep, args.warmup_orders)
+        print(f"text-only phase: {len(warmup)} hint samples, {args.warmup_steps} steps", flush=True)
+        train_phase(args, model, features, params, warmup, args.warmup_steps, data, letters, start, results, "text")
+    train_phase(args, model, features, params, train, args.steps, data, letters, start, results, "main")
     return results
 
 

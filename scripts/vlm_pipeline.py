@@ -7,10 +7,14 @@ The world (`--world`, generated when absent) has 2000 training clips and the def
 (same seed, so the same held-out questions); every stage reads its manifests from it. The VLM is trained
 twice, once around the pretrained tiny encoder and once around a randomly initialized one (same
 architecture, same data, same steps). Evaluation: every multiple-choice question of the world's held-out
-video QA (test split), answered by the letter whose token the model scores highest right after the assistant
-header, once with the question's own video and once with another clip's (the control: what the video itself
-contributes). Baselines: chance, the majority answer per template, and a blind text-only classifier that
-reads the question and options but not the video (`vjepa_vlm.data.synthetic_baselines`). Prints a table and
+video QA (test split), answered two ways: by option likelihood (the question asked openly, its cloze twin in
+`video_qa_cloze.jsonl`; the option whose text the model finds most likely, as lmms-eval's `multiple_choice`
+tasks score) and by option letter (the question with its lettered options; the letter whose token the model
+scores highest right after the assistant header); each once with the question's own video and once with
+another clip's (the control: what the video itself contributes). Baselines: chance, the majority answer
+per template, a blind text-only classifier that reads the question and options but not the video, and a
+blind option scorer that rates each option's text against the question, so it learns the answer priors an
+option-likelihood scorer can use too (`vjepa_vlm.data.synthetic_baselines`). Prints a table and
 writes it with the raw numbers to `--out/results.json` (atomically), and each stage's loss curve to
 `--out/<encoder>/stage*/loss_curve.png`.
 """
@@ -30,9 +34,11 @@ import torch
 import yaml
 
 from vjepa_vlm.data.manifests import read_jsonl
-from vjepa_vlm.data.synthetic_baselines import blind_accuracy, chance_accuracy, majority_accuracy
+from vjepa_vlm.data.synthetic_baselines import (blind_accuracy, blind_option_accuracy, chance_accuracy,
+                                                   majority_accuracy)
 from vjepa_vlm.train.checkpoint import latest_checkpoint
 from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_world
+from vjepa_vlm.processing_vjepa2_vlm import pad_sequences
 from vjepa_vlm.train.loss_curve import write_loss_curve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,11 +54,14 @@ def run(command: list[str]) -> None:
 
 
 def pretrain_encoder(out: Path, steps: int, world: Path) -> Path:
-    """Tiny V-JEPA 2 pretraining on the world's training clips; returns the EMA (target) encoder directory."""
+    """Tiny V-JEPA 2 pretraining on the world's training clips with `train/recipes/pretrain_tiny_motion.yaml`
+    (the recipe that beats a random encoder at this scale), its warmup and cooldown scaled to `steps` as in the
+    recipe's 1600 (1/8 and 1/4); returns the EMA (target) encoder directory."""
     run_dir = out / "pretrain"
     if latest_checkpoint(run_dir) is None or not (latest_checkpoint(run_dir) / "target").is_dir():
-        run(["train/pretrain.py", f"steps={steps}", f"checkpoint.dir={run_dir}", f"synthetic_world.dir={world}",
-             f"checkpoint.every_steps={steps}"])
+        run(["train/pretrain.py", "--config", "train/recipes/pretrain_tiny_motion.yaml", f"steps={steps}",
+             f"optim.warmup_steps={steps // 8}", f"optim.decay_steps={steps // 4}", f"checkpoint.dir={run_dir}",
+             f"synthetic_world.dir={world}", f"checkpoint.every_steps={steps}"])
     return latest_checkpoint(run_dir) / "target"
 
 
@@ -92,7 +101,8 @@ def letter_token_ids(tokenizer) -> list[int]:
 
 
 def multiple_choice_prompt(processor, row: dict) -> str:
-    """The question turn plus the assistant header: the training sequence cut right before the answer letter."""
+    """The question turn plus the assistant header: the training sequence cut right before the answer (the
+    letter of an MC row, the text of its cloze twin)."""
     question = processor.to_model_placeholders(row["conversations"][0]["value"])
     return processor.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True)
 
@@ -112,13 +122,36 @@ def other_clip_videos(rows: list[dict]) -> list[str]:
     return videos
 
 
-@torch.no_grad()
-def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], videos: list[str]) -> dict[str, float]:
-    """Accuracy by question type: the answer is the option letter with the highest next-token logit.
+def option_token_ids(processor, options: list[str]) -> list[torch.Tensor]:
+    """Each option's tokens exactly as a training answer writes them right after the assistant header."""
+    return [torch.tensor(processor.tokenizer.encode(option, add_special_tokens=False)) for option in options]
 
-    `videos[i]` is the video shown with question i (its own clip's, or another clip's for the control).
-    Also returns `predicted <letter>`: the share of questions answered with each letter, which shows a
-    constant-answer collapse (the option letters are balanced in the data).
+
+def option_log_likelihoods(model, processor, prompt: str, video: str, options: list[str]) -> torch.Tensor:
+    """Summed log-probability of each option's tokens after `prompt` (lmms-eval's `multiple_choice` scoring),
+    all options in one batch."""
+    inputs = processor(text=[prompt], videos=[video])
+    prompt_ids, continuations = inputs["input_ids"][0], option_token_ids(processor, options)
+    rows = [torch.cat([prompt_ids, c]) for c in continuations]
+    logits = model(input_ids=pad_sequences(rows, processor.tokenizer.pad_token_id),
+                   attention_mask=pad_sequences([torch.ones_like(r) for r in rows], 0),
+                   pixel_values_videos=inputs["pixel_values_videos"].expand(len(rows), *[-1] * 4)).logits
+    start = len(prompt_ids) - 1
+    return torch.stack([logits[r, start:start + len(c)].log_softmax(-1).gather(-1, c[:, None]).sum()
+                        for r, c in enumerate(continuations)])
+
+
+@torch.no_grad()
+def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], cloze_rows: list[dict],
+                             videos: list[str]) -> dict[str, dict[str, float]]:
+    """Accuracy by question type, two ways (`videos[i]` is the video shown with question i: its own clip's,
+    or another clip's for the control):
+
+    - "letter": the MC question with its options; the answer is the option letter with the highest
+      next-token logit. Also returns `predicted <letter>`, the share of questions answered with each letter,
+      which shows a constant-answer collapse (the option letters are balanced in the data).
+    - "cloze": the same question asked openly (its `video_qa_cloze.jsonl` twin); the answer is the option
+      whose text the model finds most likely as the answer.
     """
     from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
     from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor
@@ -127,16 +160,21 @@ def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], vid
     model = load_stage_model(model_dir, VJEPA2VLMForConditionalGeneration).eval()
     processor = VJEPA2VLMProcessor.from_pretrained(model_dir)
     letter_ids = letter_token_ids(processor.tokenizer)
-    groups, predicted = defaultdict(list), defaultdict(int)
-    for row, video in zip(rows, videos):
+    groups = {"letter": defaultdict(list), "cloze": defaultdict(list)}
+    predicted = defaultdict(int)
+    for row, cloze, video in zip(rows, cloze_rows, videos):
         inputs = processor(text=[multiple_choice_prompt(processor, row)], videos=[str(world / video)])
-        logits = model(**inputs).logits[0, -1, letter_ids]
-        answer = LETTERS[int(logits.argmax())]
+        answer = LETTERS[int(model(**inputs).logits[0, -1, letter_ids].argmax())]
         predicted[answer] += 1
+        scores = option_log_likelihoods(model, processor, multiple_choice_prompt(processor, cloze),
+                                        str(world / video), cloze["candidates"])
+        chosen = cloze["candidates"][int(scores.argmax())]
         for group in ("all", row["question_type"]):
-            groups[group].append(answer == row["answer_letter"])
-    accuracy = {name: sum(values) / len(values) for name, values in sorted(groups.items())}
-    return accuracy | {f"predicted {letter}": predicted[letter] / len(rows) for letter in LETTERS}
+            groups["letter"][group].append(answer == row["answer_letter"])
+            groups["cloze"][group].append(chosen == cloze["answer"])
+    accuracy = {way: {name: sum(v) / len(v) for name, v in sorted(g.items())} for way, g in groups.items()}
+    accuracy["letter"] |= {f"predicted {letter}": predicted[letter] / len(rows) for letter in LETTERS}
+    return accuracy
 
 
 def results_table(rows: dict[str, dict[str, float]]) -> str:
@@ -154,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="synthetic world, generated when absent (its test split is the default world's: same seed)")
     parser.add_argument("--world_train", type=int, default=2000,
                         help="training clips of a generated world (the default world's 256 are too few to learn from)")
-    parser.add_argument("--pretrain_steps", type=int, default=300)
+    parser.add_argument("--pretrain_steps", type=int, default=400,
+                        help="steps of the pipeline's own encoder pretraining (the published encoder: 1600)")
     parser.add_argument("--encoder", default=None,
                         help="an already pretrained tiny encoder directory (e.g. <pretrain run>/checkpoints/step_*/target); "
                              "skips pretraining")
@@ -182,13 +221,20 @@ def main(argv: list[str] | None = None) -> dict:
     print("[4/4] evaluating on the held-out multiple-choice video questions", flush=True)
     train, test = ([r for r in read_jsonl(world / split / "video_qa.jsonl") if r["format"] == "mc"]
                    for split in ("train", "test"))
+    cloze = read_jsonl(world / "test" / "video_qa_cloze.jsonl")
+    if [c["id"] for c in cloze] != [f"{r['id']}-cloze" for r in test]:
+        raise SystemExit(f"{world}/test/video_qa_cloze.jsonl is not the cloze twin of video_qa.jsonl's MC rows: "
+                         "regenerate the world")
     baselines = {"chance": chance_accuracy(test), "majority answer per template": majority_accuracy(train, test),
-                 "blind text-only (question + options, no video)": blind_accuracy(train, test)}
+                 "blind text-only (question + options, no video)": blind_accuracy(train, test),
+                 "blind option scorer (question + each option, no video)": blind_option_accuracy(train, test)}
     rows = {f"baseline: {k}": {g: v for g, v in values.items() if "=" not in g} for k, values in baselines.items()}
     own, others = [row["video"] for row in test], other_clip_videos(test)
     for name, model_dir in outputs.items():
-        rows[f"VLM, {name}"] = multiple_choice_accuracy(model_dir, world, test, own)
-        rows[f"VLM, {name}, another clip's video"] = multiple_choice_accuracy(model_dir, world, test, others)
+        for label, videos in (("", own), (", another clip's video", others)):
+            accuracy = multiple_choice_accuracy(model_dir, world, test, cloze, videos)
+            rows[f"VLM, {name}{label}: option likelihood"] = accuracy["cloze"]
+            rows[f"VLM, {name}{label}: option letter"] = accuracy["letter"]
     text = results_table(rows)
     print(f"\nheld-out video QA, multiple choice ({len(test)} questions), accuracy %\n\n{text}")
     out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import pytest
 
 from vjepa_vlm.data import synthetic_world
 from vjepa_vlm.data.manifests import load_manifest_as_dataset, read_jsonl
+from vjepa_vlm.data.synthetic_labels import OPEN_INSTRUCTION, cloze_row
 from vjepa_vlm.data.synthetic_objects import COLORS
 from vjepa_vlm.data.synthetic_scene import render, sample_scene
 from vjepa_vlm.data.synthetic_splits import is_held_out
@@ -15,7 +16,7 @@ from vjepa_vlm.data.video_io import read_video, video_info
 
 MANIFESTS = (
     "clips", "motion_classification", "appearance_classification", "image_classification", "anticipation",
-    "video_captions", "video_qa", "image_captions", "image_qa",
+    "video_captions", "video_qa", "video_qa_cloze", "image_captions", "image_qa",
 )
 EVENT_MOTIONS = ("bounce", "push", "collide", "start")
 
@@ -46,6 +47,22 @@ def test_layout_and_manifests_point_at_real_files(world):
     assert meta["seed"] == 3 and len(meta["motion_classes"]) >= 20 and "held out" in meta["split_rules"]
     assert meta["motion_classes"][clip["motion_class"]]["label"] == clip["motion_label"]
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_every_multiple_choice_question_has_its_cloze_twin(world):
+    out, _ = world
+    for split in ("train", "test"):
+        mc = [r for r in read_jsonl(out / split / "video_qa.jsonl") if r["format"] == "mc"]
+        cloze = read_jsonl(out / split / "video_qa_cloze.jsonl")
+        assert mc and [c["id"] for c in cloze] == [f"{r['id']}-cloze" for r in mc]
+        for row, twin in zip(mc, cloze):
+            human, gpt = twin["conversations"]
+            assert human["value"] == f"<video>\n{row['question']}\n{OPEN_INSTRUCTION}" and gpt["value"] == row["answer"]
+            assert twin["candidates"] == row["options"] and twin["video"] == row["video"]
+            assert (twin["format"], twin["question_type"], twin["template"]) == ("cloze", row["question_type"], row["template"])
+            assert not any(option in human["value"] for option in row["options"] if option not in row["question"])
+    with pytest.raises(ValueError, match="expected 'mc'"):
+        cloze_row({**mc[0], "format": "open"})
 
 
 def test_conversation_rows_follow_the_llava_format(world):

@@ -52,6 +52,32 @@ def test_the_scored_position_is_the_one_whose_label_is_the_answer_letter(process
     assert processor.tokenizer.convert_ids_to_tokens([labels[i] for i in supervised]) == [answer, "<|im_end|>"]
 
 
+def test_option_likelihoods_batched_equal_each_option_scored_alone(processor, tmp_path):
+    import numpy as np
+
+    from vjepa_vlm import VJEPA2VLMForConditionalGeneration
+    from vjepa_vlm.data.video_io import write_video
+
+    torch.manual_seed(0)
+    config = VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2", text_overrides={"vocab_size": len(processor.tokenizer)})
+    model = VJEPA2VLMForConditionalGeneration(config).eval()
+    video = tmp_path / "clip.mp4"
+    write_video(video, np.random.default_rng(0).integers(0, 255, (16, 64, 64, 3), dtype=np.uint8), fps=8.0)
+    row = {"conversations": [{"from": "human", "value": "<video>\nWhat color is the star?"}, {"from": "gpt", "value": "red"}]}
+    prompt = pipeline.multiple_choice_prompt(processor, row)
+    options = ["Something getting smaller", "C", "Moving something up"]  # different lengths: padding matters
+    with torch.no_grad():
+        batched = pipeline.option_log_likelihoods(model, processor, prompt, str(video), options)
+        for option, score in zip(options, batched):
+            inputs = processor(text=[prompt + option], videos=[str(video)])
+            n = len(processor.tokenizer.encode(option, add_special_tokens=False))
+            logprobs = model(**inputs).logits[0, :-1].log_softmax(-1)
+            targets = inputs["input_ids"][0, 1:]
+            alone = logprobs[-n:].gather(-1, targets[-n:, None]).sum()
+            torch.testing.assert_close(score, alone, rtol=1e-4, atol=1e-4)
+    assert len(set(batched.tolist())) == len(options)
+
+
 def test_the_control_video_is_always_another_clip():
     # Four questions per clip, adjacent as in the world's manifests.
     rows = [{"video": f"videos/test/{clip:06d}.mp4"} for clip in range(5) for _ in range(4)]

@@ -41,7 +41,10 @@ class EmbeddedArgs:
         preset: tiny VLM preset of `VJEPA2VLMConfig`.
         vision_overrides: encoder config fields changed from the preset; the default matches the tiny
             pretraining recipe (`train/recipes/pretrain_tiny.yaml`), so its encoder drops in.
-        vocab_size: BPE vocabulary of the tiny tokenizer (the LLM's embedding follows it).
+        vocab_size: BPE vocabulary of the tiny tokenizer (the LLM's embedding follows it). 1024 makes every
+            word of the synthetic world one token; at 512 most words split into byte pieces ("smaller" ->
+            " s", "ma", "ll", "er") and the tiny LLM learned to read the video far more slowly (README,
+            "Small-scale result").
         num_frames: frames per video the processor samples (two tubelets of the tiny encoder).
         encoder_from: a pretrained encoder directory (`VJEPA2Model.save_pretrained`, pretraining issue)
             whose weights replace the random tiny encoder (its config then defines the encoder); None keeps
@@ -56,7 +59,7 @@ class EmbeddedArgs:
     init_dir: str = "runs/vlm_tiny/init"
     preset: str = "vjepa2-tiny-qwen2"
     vision_overrides: dict = field(default_factory=lambda: {"patch_size": 8})
-    vocab_size: int = 512
+    vocab_size: int = 1024
     num_frames: int = 4
     encoder_from: str | None = None
     seed: int = 0
