@@ -18,7 +18,8 @@ import yaml
 from lmms_eval.utils import load_yaml_config
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-LOCAL_TASKS = ("vjepa_synth_video_mc", "vjepa_synth_video_mc_ppl", "vjepa_synth_video_open", "vjepa_synth_image_qa")
+LOCAL_TASKS = ("vjepa_synth_video_mc", "vjepa_synth_video_mc_ppl", "vjepa_synth_video_mc_cloze", "vjepa_synth_video_open",
+               "vjepa_synth_image_qa")
 TASK_TAG = "vjepa_synth"
 
 
@@ -32,7 +33,7 @@ def write_task_configs(world_dir: str | Path, out_dir: str | Path, *, split: str
         cache_dir: datasets' Arrow cache for these tasks; None keeps lmms-eval's default (the HF cache).
     """
     world = Path(world_dir).resolve()
-    for name in ("video_qa.jsonl", "image_qa.jsonl"):
+    for name in ("video_qa.jsonl", "video_qa_cloze.jsonl", "image_qa.jsonl"):
         if not (world / split / name).is_file():
             raise FileNotFoundError(
                 f"world_dir={str(world_dir)!r} has no {split}/{name}; expected a directory written by "

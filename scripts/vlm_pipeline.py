@@ -75,8 +75,10 @@ def world_sources(stage: str, world: Path) -> str:
     return json.dumps(sources)
 
 
-def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_size: int, world: Path) -> Path:
-    """Stages 1 -> 1.5 -> 2 -> 3 with the tiny recipes on `world`, each starting from the previous output."""
+def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_size: int, world: Path,
+                 seed: int) -> Path:
+    """Stages 1 -> 1.5 -> 2 -> 3 with the tiny recipes on `world`, each starting from the previous output;
+    `seed` seeds the tiny LLM's initialization and every stage's data order."""
     init_from = "embedded"
     for stage, steps in zip(STAGES, stage_steps):
         run_dir = out / f"stage{stage}"
@@ -85,7 +87,8 @@ def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_
                  f"data.sources={world_sources(stage, world)}",
                  f"micro_batch_size={min(batch_size, 8)}", f"checkpoint.dir={run_dir}", f"model.init_from={init_from}",
                  f"embedded.init_dir={out / 'init'}", f"embedded.world_dir={world}",
-                 f"embedded.encoder_from={encoder if encoder else 'null'}", "logging.tracker=tensorboard"])
+                 f"embedded.encoder_from={encoder if encoder else 'null'}", f"embedded.seed={seed}", f"seed={seed}",
+                 "logging.tracker=tensorboard"])
         init_from = str(run_dir / "output")
         if steps > 1:  # a curve needs two points
             write_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
@@ -199,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "skips pretraining")
     parser.add_argument("--stage_steps", default="20,20,20,400", help="steps of stages 1, 1.5, 2, 3")
     parser.add_argument("--batch_size", type=int, default=16, help="global batch of every stage")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the VLMs' initialization and data order")
     parser.add_argument("--variants", default="pretrained,random",
                         help="encoders to train VLMs around; runs sharing --out reuse each other's finished stages")
     args = parser.parse_args(argv)
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"--variants: expected 'pretrained' and/or 'random', got {variant!r}")
         print(f"[{2 + index}/4] VLM stages 1-3 with the {variant} encoder", flush=True)
         outputs[f"{variant} encoder"] = train_stages(out / variant, encoder if variant == "pretrained" else None,
-                                                     stage_steps, args.batch_size, world)
+                                                     stage_steps, args.batch_size, world, args.seed)
     print("[4/4] evaluating on the held-out multiple-choice video questions", flush=True)
     train, test = ([r for r in read_jsonl(world / split / "video_qa.jsonl") if r["format"] == "mc"]
                    for split in ("train", "test"))
@@ -239,7 +243,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nheld-out video QA, multiple choice ({len(test)} questions), accuracy %\n\n{text}")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=out, suffix=".tmp", delete=False) as handle:
-        json.dump({"table": text, "accuracy": rows, "stage_steps": stage_steps, "encoder": str(encoder)},
+        json.dump({"table": text, "accuracy": rows, "stage_steps": stage_steps, "encoder": str(encoder),
+                   "seed": args.seed},
                   handle, indent=1)
     os.replace(handle.name, out / "results.json")
     return rows

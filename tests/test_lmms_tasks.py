@@ -64,6 +64,20 @@ def test_loglikelihood_scoring_treats_unreadable_visual_as_wrong():
     assert not utils.mc_loglikelihood_process_results(MC_DOC, unreadable)["accuracy"]["correct"]
 
 
+def test_cloze_scoring_picks_the_likeliest_option_text():
+    doc = {**MC_DOC, "format": "cloze", "candidates": MC_DOC["options"],
+           "conversations": [{"from": "human", "value": "<video>\nWhich action?\nAnswer briefly."},
+                             {"from": "gpt", "value": MC_DOC["answer"]}]}
+    assert utils.doc_to_text(doc) == "Which action?\nAnswer briefly."
+    assert utils.cloze_doc_to_choice(doc) == MC_DOC["options"] and utils.cloze_doc_to_target(doc) == 1
+    scored = utils.cloze_loglikelihood_process_results(doc, [(-3.0, False), (-1.0, True), (-2.0, False), (-5.0, False)])
+    assert scored["accuracy"]["correct"] and scored["accuracy"]["prediction"] == "Something getting smaller"
+    wrong = utils.cloze_loglikelihood_process_results(doc, [(-3.0, False), (-4.0, True), (-2.0, False), (-5.0, False)])
+    assert not wrong["accuracy"]["correct"] and wrong["accuracy"]["prediction"] == "Something getting bigger"
+    unreadable = utils.cloze_loglikelihood_process_results(doc, [(-math.inf, False)] * 4)
+    assert not unreadable["accuracy"]["correct"] and unreadable["accuracy"]["prediction"] is None
+
+
 def test_prompt_is_the_training_prompt_without_placeholder():
     assert utils.doc_to_text(MC_DOC) == "Which action?\nA. x\nB. y\nAnswer with the letter."
     assert utils.mc_doc_to_choice(MC_DOC) == ["A", "B", "C", "D"] and utils.mc_doc_to_target(MC_DOC) == 1
@@ -83,7 +97,7 @@ def test_task_configs_point_at_the_world(tmp_path):
         write_task_configs(tmp_path / "nowhere", tmp_path / "tasks")
     world = tmp_path / "world"
     (world / "test").mkdir(parents=True)
-    for name in ("video_qa.jsonl", "image_qa.jsonl"):
+    for name in ("video_qa.jsonl", "video_qa_cloze.jsonl", "image_qa.jsonl"):
         (world / "test" / name).write_text(json.dumps(MC_DOC) + "\n")
     out = write_task_configs(world, tmp_path / "tasks", cache_dir=tmp_path / "cache")
     assert sorted(p.stem for p in out.glob("*.yaml")) == sorted(LOCAL_TASKS)

@@ -111,13 +111,35 @@ def image_process_results(doc: dict, results: list[str]) -> dict:
     return score(doc, results, IMAGE_QUESTION_TYPES)
 
 
-def mc_loglikelihood_process_results(doc: dict, results: list) -> dict:
-    """Highest-likelihood option letter; all -inf (unreadable visual) is wrong, not option A."""
+def _likeliest(results: list) -> int | None:
+    """Index of the highest log-likelihood choice; None when all are -inf (unreadable visual), never choice 0."""
     scores = [r[0] if isinstance(r, (tuple, list)) else r for r in results]
     if all(s == -math.inf for s in scores):
-        return _scored(doc, False, None)
-    letter = LETTERS[max(range(len(scores)), key=scores.__getitem__)]
-    return _scored(doc, letter == doc["answer_letter"], letter)
+        return None
+    return max(range(len(scores)), key=scores.__getitem__)
+
+
+def mc_loglikelihood_process_results(doc: dict, results: list) -> dict:
+    """Highest-likelihood option letter; an unreadable visual is wrong, not option A."""
+    best = _likeliest(results)
+    letter = None if best is None else LETTERS[best]
+    return _scored(doc, letter is not None and letter == doc["answer_letter"], letter)
+
+
+def cloze_doc_to_choice(doc: dict) -> list[str]:
+    """The options of a cloze row (`video_qa_cloze.jsonl`): the MC question's options, scored as answer texts."""
+    return list(doc["candidates"])
+
+
+def cloze_doc_to_target(doc: dict) -> int:
+    return doc["candidates"].index(doc["answer"])
+
+
+def cloze_loglikelihood_process_results(doc: dict, results: list) -> dict:
+    """Highest-likelihood option text; an unreadable visual is wrong, not the first option."""
+    best = _likeliest(results)
+    option = None if best is None else doc["candidates"][best]
+    return _scored(doc, option is not None and option == doc["answer"], option)
 
 
 def _percent_correct(records: list[dict]) -> float:
