@@ -322,18 +322,13 @@ def evaluate(model, features, data: dict, letters: list[int], text_mc: bool, ste
     """Every held-out metric of the module docstring, printed and returned."""
     model.eval()
     metrics = {"step": step, **mc_metrics(model, features, data, letters)}
-    for name in ("right", "swapped"):
-        videos = data["mc_videos"] if name == "right" else data["mc_other"]
-        acc = open_candidate_accuracy(model, features, data["mc"], videos)
-        metrics[f"mc_cloze_acc_{name}"] = acc
-        by_type = " ".join(f"{k} {v:.1f}" for k, v in sorted(acc.items()) if k != "all")
-        print(f"  MC cloze acc ({name} video): all {acc['all']:.1f} {by_type}", flush=True)
-    for name in ("right", "swapped"):
-        videos = data["open_videos"] if name == "right" else data["open_other"]
-        acc = open_candidate_accuracy(model, features, data["open"], videos)
-        metrics[f"open_acc_{name}"] = acc
-        by_type = " ".join(f"{k} {v:.1f}" for k, v in sorted(acc.items()) if k != "all")
-        print(f"  open-candidate acc ({name} video): all {acc['all']:.1f} {by_type}", flush=True)
+    for rows, label, key in (("mc", "MC cloze acc", "mc_cloze_acc"), ("open", "open-candidate acc", "open_acc")):
+        for name in ("right", "swapped"):
+            videos = data[f"{rows}_videos"] if name == "right" else data[f"{rows}_other"]
+            acc = open_candidate_accuracy(model, features, data[rows], videos)
+            metrics[f"{key}_{name}"] = acc
+            by_type = " ".join(f"{k} {v:.1f}" for k, v in sorted(acc.items()) if k != "all")
+            print(f"  {label} ({name} video): all {acc['all']:.1f} {by_type}", flush=True)
     captions = data["captions"]
     for name, videos in (("right", data["caption_videos"]), ("swapped", data["caption_other"])):
         logits = forward(model, features, [c["ids"] for c in captions], videos)
