@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from vjepa_vlm.data.manifests import write_jsonl
-from vjepa_vlm.data.synthetic_baselines import blind_accuracy, chance_accuracy, majority_accuracy, motion_pixel_baselines
+from vjepa_vlm.data.synthetic_baselines import (blind_accuracy, blind_option_accuracy, chance_accuracy, majority_accuracy,
+                                                   motion_pixel_baselines)
 from vjepa_vlm.data.synthetic_labels import (
     PARTNERS,
     SceneObjectLabel,
@@ -50,6 +51,21 @@ def test_chance_majority_and_blind_baselines_on_known_rows():
     assert majority["format=open"] == pytest.approx(0.5) and majority["counting"] == 0.0
     # The question's words determine the answer here, so a blind model must learn it.
     assert blind_accuracy(train, test)["format=open"] == 1.0
+
+
+def test_blind_option_scorer_learns_answer_priors_by_content_that_the_letter_classifier_cannot():
+    # "How many move?" is answered "1" wherever "1" sits among the options: a prior on the option's text.
+    rng = np.random.default_rng(0)
+
+    def shuffled_row():
+        options = [str(i) for i in rng.permutation(4)]
+        return _row("how many move", "1", "mc", "count_moving", "counting", options)
+    train, test = [shuffled_row() for _ in range(200)], [shuffled_row() for _ in range(40)]
+    scorer = blind_option_accuracy(train, test)
+    assert scorer["all"] == 1.0 and scorer["counting"] == 1.0 and set(scorer) == {"all", "counting", "format=mc"}
+    assert blind_accuracy(train, test)["all"] < 0.6
+    # Open rows are not its business: only the multiple-choice ones are scored.
+    assert blind_option_accuracy(train + [_row("is it hot", "yes")], test + [_row("is it hot", "yes")]) == scorer
 
 
 def test_motion_pixel_baselines_show_that_direction_needs_time(tmp_path):
