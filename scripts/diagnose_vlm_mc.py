@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
 from vjepa_vlm.data.label_masking import tokenize_with_labels
 from vjepa_vlm.data.manifests import read_jsonl
-from vjepa_vlm.data.synthetic_labels import LETTERS, MC_INSTRUCTION, OPEN_INSTRUCTION
+from vjepa_vlm.data.synthetic_labels import LETTERS, MC_INSTRUCTION, cloze_row
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
 from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor, pad_sequences
 from vjepa_vlm.train.embedded import EmbeddedArgs, load_encoder_weights, tiny_tokenizer
@@ -283,10 +283,9 @@ def mc_metrics(model, features, data: dict, letters: list[int]) -> dict:
 
 def cloze_prompt(row: dict) -> tuple[str, list[str]]:
     """The user turn and the candidate answers of a QA row in the open (cloze) form: an open question as
-    generated; an MC question without its option list, its options as the candidates."""
-    if row["format"] == "open":
-        return row["conversations"][0]["value"], row["candidates"]
-    return f"<video>\n{row['question']}\n{OPEN_INSTRUCTION}", row["options"]
+    generated; an MC question as its cloze twin (`cloze_row`, the world's `video_qa_cloze.jsonl`)."""
+    open_form = row if row["format"] == "open" else cloze_row(row)
+    return open_form["conversations"][0]["value"], open_form["candidates"]
 
 
 def open_candidate_accuracy(model, features, rows: list[dict], videos: list[str]) -> dict[str, float]:

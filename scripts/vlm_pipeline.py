@@ -37,9 +37,9 @@ import yaml
 from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_baselines import (blind_accuracy, blind_option_accuracy, chance_accuracy,
                                                    majority_accuracy)
+from vjepa_vlm.processing_vjepa2_vlm import pad_sequences
 from vjepa_vlm.train.checkpoint import latest_checkpoint
 from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_world
-from vjepa_vlm.processing_vjepa2_vlm import pad_sequences
 from vjepa_vlm.train.loss_curve import write_loss_curve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,9 +131,9 @@ def option_token_ids(processor, options: list[str]) -> list[torch.Tensor]:
     return [torch.tensor(processor.tokenizer.encode(option, add_special_tokens=False)) for option in options]
 
 
-def option_log_likelihoods(model, processor, prompt: str, video: str, options: list[str]) -> torch.Tensor:
+def option_log_likelihoods(model, processor, prompt: str, video, options: list[str]) -> torch.Tensor:
     """Summed log-probability of each option's tokens after `prompt` (lmms-eval's `multiple_choice` scoring),
-    all options in one batch."""
+    all options in one batch; `video` is a path or decoded frames, as the processor takes them."""
     inputs = processor(text=[prompt], videos=[video])
     prompt_ids, continuations = inputs["input_ids"][0], option_token_ids(processor, options)
     rows = [torch.cat([prompt_ids, c]) for c in continuations]
@@ -160,6 +160,7 @@ def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], clo
     from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
     from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor
     from vjepa_vlm.train.handoff import load_stage_model
+    from vjepa_vlm.video_processing_vjepa2_vlm import load_video_frames
 
     model = load_stage_model(model_dir, VJEPA2VLMForConditionalGeneration).eval()
     processor = VJEPA2VLMProcessor.from_pretrained(model_dir)
@@ -167,11 +168,12 @@ def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], clo
     groups = {"letter": defaultdict(list), "cloze": defaultdict(list)}
     predicted = defaultdict(int)
     for row, cloze, video in zip(rows, cloze_rows, videos):
-        inputs = processor(text=[multiple_choice_prompt(processor, row)], videos=[str(world / video)])
+        frames = load_video_frames(world / video, processor.num_frames, processor.frame_sampling, processor.target_fps)
+        inputs = processor(text=[multiple_choice_prompt(processor, row)], videos=[frames])
         answer = LETTERS[int(model(**inputs).logits[0, -1, letter_ids].argmax())]
         predicted[answer] += 1
-        scores = option_log_likelihoods(model, processor, multiple_choice_prompt(processor, cloze),
-                                        str(world / video), cloze["candidates"])
+        scores = option_log_likelihoods(model, processor, multiple_choice_prompt(processor, cloze), frames,
+                                        cloze["candidates"])
         chosen = cloze["candidates"][int(scores.argmax())]
         for group in ("all", row["question_type"]):
             groups["letter"][group].append(answer == row["answer_letter"])
