@@ -4,8 +4,11 @@
     python scripts/vlm_pipeline.py --encoder ENC --stage_steps 20,20,20,4000 --seed 0 --out runs/vlm_long_seed0
                                                          # the published result (README, "Small-scale result")
 
-The world (`--world`, generated when absent) has 2000 training clips and the default world's 64 test clips
-(same seed, so the same held-out questions); every stage reads its manifests from it. The VLM is trained
+The world (`--world`, generated when absent) has 2000 training clips and `--world_test` test clips: 64 by
+default, the default world's (same seed, so the same held-out questions); a clip depends only on the seed and
+its index, so a larger test split (`--world_test 512`: 979 multiple-choice questions instead of 123) starts
+with those same 64 clips and gives accuracies whose sampling error is a third as large. Every stage reads its
+manifests from the world. The VLM is trained
 twice, once around the pretrained tiny encoder and once around a randomly initialized one (same
 architecture, same data, same steps). Evaluation: every multiple-choice question of the world's held-out
 video QA (test split), answered two ways: by option likelihood (the question asked openly, its cloze twin in
@@ -198,6 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="synthetic world, generated when absent (its test split is the default world's: same seed)")
     parser.add_argument("--world_train", type=int, default=2000,
                         help="training clips of a generated world (the default world's 256 are too few to learn from)")
+    parser.add_argument("--world_test", type=int, default=EmbeddedArgs.world_test,
+                        help="test clips of a generated world (64: the default world's; 512 for a lower-noise comparison)")
     parser.add_argument("--pretrain_steps", type=int, default=400,
                         help="steps of the pipeline's own encoder pretraining (the published encoder: 1600)")
     parser.add_argument("--encoder", default=None,
@@ -213,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
     stage_steps = [int(s) for s in args.stage_steps.split(",")]
     if len(stage_steps) != len(STAGES):
         raise SystemExit(f"--stage_steps needs {len(STAGES)} comma-separated step counts, got {args.stage_steps!r}")
-    out, world = Path(args.out), ensure_world(EmbeddedArgs(world_dir=args.world, world_train=args.world_train))
+    out, world = Path(args.out), ensure_world(EmbeddedArgs(world_dir=args.world, world_train=args.world_train,
+                                                             world_test=args.world_test))
     variants = args.variants.split(",")
     encoder = Path(args.encoder) if args.encoder else None
     if "pretrained" in variants and encoder is None:

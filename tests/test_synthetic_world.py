@@ -112,6 +112,16 @@ def test_generation_is_deterministic_and_worker_count_independent(world, tmp_pat
     assert other != make_clip(WorldConfig(), 3, "train", 0, None)
 
 
+def test_a_larger_test_split_starts_with_the_smaller_ones_clips(world, tmp_path):
+    # scripts/vlm_pipeline.py --world_test 512 relies on it: the default world's held-out questions stay a prefix.
+    out, _ = world
+    larger = generate_world(tmp_path / "larger", n_train=2, n_test=9, seed=3, motions=("move_left", "move_right", *EVENT_MOTIONS))
+    small, big = read_jsonl(out / "test" / "video_qa.jsonl"), read_jsonl(larger.out_dir / "test" / "video_qa.jsonl")
+    assert big[: len(small)] == small and len(big) > len(small)
+    clip = "videos/test/000005.mp4"
+    assert (out / clip).read_bytes() == (larger.out_dir / clip).read_bytes()
+
+
 def test_single_frame_images_and_datasets_view(world):
     out, _ = world
     dataset = load_manifest_as_dataset(out / "test" / "video_qa.jsonl", absolute_paths=True)
