@@ -8,8 +8,7 @@ The world (`--world`, generated when absent) has 2000 training clips and `--worl
 default, the default world's (same seed, so the same held-out questions); a clip depends only on the seed and
 its index, so a larger test split (`--world_test 512`: 979 multiple-choice questions instead of 123) starts
 with those same 64 clips and gives accuracies whose sampling error is a third as large. Every stage reads its
-manifests from the world. The VLM is trained
-twice, once around the pretrained tiny encoder and once around a randomly initialized one (same
+manifests from the world. The VLM is trained twice, once around the pretrained tiny encoder and once around a randomly initialized one (same
 architecture, same data, same steps). Evaluation: every multiple-choice question of the world's held-out
 video QA (test split), answered two ways: by option likelihood (the question asked openly, its cloze twin in
 `video_qa_cloze.jsonl`; the option whose text the model finds most likely, as lmms-eval's `multiple_choice`
@@ -198,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/vlm_pipeline")
     parser.add_argument("--world", default="runs/vlm_world",
-                        help="synthetic world, generated when absent (its test split is the default world's: same seed)")
+                        help="synthetic world, generated when absent (same seed as the default world, so its test split starts with "
+                             "the default world's clips)")
     parser.add_argument("--world_train", type=int, default=2000,
                         help="training clips of a generated world (the default world's 256 are too few to learn from)")
     parser.add_argument("--world_test", type=int, default=EmbeddedArgs.world_test,
