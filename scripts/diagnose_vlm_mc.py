@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sources", default="video_qa,video_captions", help="training manifests of the world")
     p.add_argument("--mc_only", action="store_true", help="of the sources, keep the MC questions only")
     p.add_argument("--encoder", default=None, help="pretrained encoder directory (default: random vision tower)")
+    p.add_argument("--feature_layer", default=str(EmbeddedArgs.vision_feature_layer),
+                   help="encoder block(s) feeding the projector, comma-separated (the config's vision_feature_layer; "
+                        "default: the embedded VLM's)")
     p.add_argument("--eval_every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--single_object", action="store_true", help="only clips with one object (train and test)")
@@ -100,6 +103,7 @@ def build_model(args: argparse.Namespace, tokenizer):
                 vocab_size=len(tokenizer), initializer_range=args.init_range)
     config = VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2", vision_overrides={"patch_size": 8}, text_overrides=text,
                                          projector_type=args.proj, pooling_ratio=args.pool,
+                                         vision_feature_layer=[int(x) for x in args.feature_layer.split(",")],
                                          initializer_range=args.init_range)
     model = VJEPA2VLMForConditionalGeneration(config)
     if args.encoder:
@@ -109,10 +113,12 @@ def build_model(args: argparse.Namespace, tokenizer):
 
 
 class FeatureCache:
-    """Frozen vision-tower tokens per video path, computed on first use (the encoder never trains here)."""
+    """Frozen vision-tower tokens per video path (the layers the projector reads), computed on first use (the
+    encoder never trains here)."""
 
-    def __init__(self, vision_tower, processor):
-        self.vision_tower = vision_tower.eval()
+    def __init__(self, vlm_model, processor):
+        self.vlm_model = vlm_model
+        vlm_model.vision_tower.eval()
         self.processor = processor
         self.cache: dict[str, tuple[torch.Tensor, tuple]] = {}
 
@@ -121,8 +127,7 @@ class FeatureCache:
         if path not in self.cache:
             proc = self.processor
             frames = load_video_frames(path, proc.num_frames, proc.frame_sampling, proc.target_fps)
-            out = self.vision_tower(proc.process_videos([frames]))
-            self.cache[path] = (out.last_hidden_state, out.grid_size)
+            self.cache[path] = self.vlm_model.vision_features(proc.process_videos([frames]))
         return self.cache[path]
 
 
@@ -398,7 +403,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     start = time.time()
     tokenizer = tiny_tokenizer(world, args.vocab)
     model, processor = build_model(args, tokenizer)
-    features = FeatureCache(model.model.vision_tower, processor)
+    features = FeatureCache(model.model, processor)
     keep = row_filter(args, world)
     train = training_samples(args, world, processor, keep)
     data = evaluation_set(world, processor, keep)

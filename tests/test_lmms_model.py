@@ -125,8 +125,19 @@ def test_loglikelihood_matches_direct_forward_and_batching(checkpoint, docs):
     start = inputs["input_ids"].shape[1]
     expected = sum(float(logprobs[start - 1 + k, t]) for k, t in enumerate(target))
     assert scores[2][0] == pytest.approx(expected, abs=1e-4)
-    greedy_token = lm.tokenizer.decode([int(logprobs[start - 1].argmax())])
-    assert lm.loglikelihood([make_request("loglikelihood", ("Pick one.", greedy_token, visual_of, 0, TASK, SPLIT), TASK, 0)])[0][1]
+    # is_greedy: a random tiny model's argmax is often a byte-fallback piece with no text of its own, so the
+    # LM head is biased towards "A" to make "A" the greedy continuation and "B" not.
+    letter_a = lm.tokenizer("A", add_special_tokens=False)["input_ids"]
+    assert len(letter_a) == 1
+    bias = torch.zeros(logits.shape[-1])
+    bias[letter_a[0]] = 1e4
+    hook = lm.model.lm_head.register_forward_hook(lambda module, args, output: output + bias)
+    try:
+        greedy = lm.loglikelihood([make_request("loglikelihood", ("Pick one.", c, visual_of, 0, TASK, SPLIT), TASK, 0)
+                                   for c in ("A", "B")])
+    finally:
+        hook.remove()
+    assert [g[1] for g in greedy] == [True, False]
 
 
 def test_loglikelihood_of_unreadable_visual_is_minus_infinity(checkpoint, docs):

@@ -56,6 +56,19 @@ def test_several_encoder_layers_feed_the_projector():
     assert all(p.grad is not None for p in model.model.vision_tower.layer[1].parameters())
 
 
+def test_a_random_vision_tower_starts_as_a_freshly_built_encoder():
+    """The "random encoder" baseline must be the pretrained encoder's starting point: same per-tensor init
+    (residual output projections of block l at std / sqrt(2 l)), not the LLM's plain init."""
+    tower = tiny_model().model.vision_tower.state_dict()
+    torch.manual_seed(1)
+    encoder = VJEPA2Model(VJEPA2Config.from_preset("vjepa2-tiny")).encoder.state_dict()
+    assert tower.keys() == encoder.keys()
+    for name, value in tower.items():
+        assert value.std().item() == pytest.approx(encoder[name].std().item(), rel=0.1, abs=1e-6), name
+    std = VJEPA2Config.from_preset("vjepa2-tiny").initializer_range
+    assert tower["layer.3.mlp.fc2.weight"].std().item() == pytest.approx(std / 8**0.5, rel=0.05)
+
+
 def test_a_few_steps_overfit_one_batch():
     model = tiny_model("vjepa2-tiny-llama").train()
     batch = multimodal_batch(model.config)

@@ -136,6 +136,8 @@ def save_checkpoint(
     state_dir = staging / "training_state"
     if accelerator is not None:
         accelerator.save_state(str(state_dir / "accelerate"))
+        # The main process renames the staging directory below: every rank must be done writing into it.
+        accelerator.wait_for_everyone()
     if is_main:
         for name, model in models.items():
             model.save_pretrained(staging / name)

@@ -59,6 +59,15 @@ def _as_mask_list(masks: torch.Tensor | Sequence[torch.Tensor], name: str) -> li
     return masks
 
 
+def init_vjepa2_projection(module: nn.Linear | nn.Conv3d, std: float) -> None:
+    """Truncated-normal weights, zero bias; the residual output projections of block l (marked with
+    `residual_depth`) start smaller, by 1 / sqrt(2 l), as in the reference init."""
+    depth = getattr(module, "residual_depth", None)
+    init.trunc_normal_(module.weight, std=std if depth is None else std / (2.0 * depth) ** 0.5)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
 class VJEPA2PreTrainedModel(PreTrainedModel):
     """Weight init and Hugging Face capabilities shared by V-JEPA 2 models.
 
@@ -79,11 +88,7 @@ class VJEPA2PreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         std = self.config.initializer_range
         if isinstance(module, (nn.Linear, nn.Conv3d)):
-            # Residual output projections of block l start smaller, by 1 / sqrt(2 l), as in the reference init.
-            depth = getattr(module, "residual_depth", None)
-            init.trunc_normal_(module.weight, std=std if depth is None else std / (2.0 * depth) ** 0.5)
-            if module.bias is not None:
-                init.zeros_(module.bias)
+            init_vjepa2_projection(module, std)
         elif isinstance(module, VJEPA2PredictorEmbeddings):
             if module.zero_init_mask_tokens:
                 init.zeros_(module.mask_tokens)

@@ -24,7 +24,7 @@ from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import ModelOutput
 
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
-from vjepa_vlm.modeling_vjepa2 import VJEPA2Model
+from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, init_vjepa2_projection
 from vjepa_vlm.projector_vjepa2_vlm import VJEPA2VLMAttentivePooler, build_projector
 from vjepa_vlm.vision.encoder import VJEPA2VisionEncoder
 
@@ -84,6 +84,10 @@ class VJEPA2VLMPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
+        if hasattr(module, "residual_depth"):
+            # An encoder block's residual projection: a random vision tower starts as `VJEPA2Model` starts
+            # (pretraining's step 0), so "random encoder" baselines compare against the pretrained encoder's init.
+            init_vjepa2_projection(module, self.config.vision_config.initializer_range)
         if isinstance(module, VJEPA2VLMAttentivePooler):
             init.trunc_normal_(module.queries, std=self.config.vision_config.initializer_range)
 
@@ -114,14 +118,19 @@ class VJEPA2VLMModel(VJEPA2VLMPreTrainedModel):
         self.config.freeze_vision_tower = not trainable
         self.vision_tower.requires_grad_(trainable)
 
-    def encode_visual(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """`(N, T, C, H, W)` clips or `(N, C, H, W)` image tiles -> projected `(N, tokens per item, D_text)`."""
+    def vision_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """The encoder tokens the projector reads (`vision_feature_layer`, concatenated along channels) and
+        their (t, h, w) grid, before projection."""
         layers = self.config.feature_layers
         last_only = layers == [-1]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_vision_tower):
             encoded = self.vision_tower(pixel_values, output_layers=None if last_only else layers)
         features = encoded.last_hidden_state if last_only else torch.cat(encoded.intermediate_hidden_states, dim=-1)
-        return self.multi_modal_projector(features, encoded.grid_size)
+        return features, encoded.grid_size
+
+    def encode_visual(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`(N, T, C, H, W)` clips or `(N, C, H, W)` image tiles -> projected `(N, tokens per item, D_text)`."""
+        return self.multi_modal_projector(*self.vision_features(pixel_values))
 
     def get_image_features(self, pixel_values_images: torch.Tensor) -> torch.Tensor:
         """All tiles of all images `(num_tiles, C, H, W)` -> `(num_tiles * tokens_per_tile, D_text)`, in order."""
