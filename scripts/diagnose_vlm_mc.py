@@ -352,7 +352,7 @@ def evaluate(model, features, data: dict, letters: list[int], text_mc: bool, ste
 def learning_rate(step: int, steps: int, peak: float) -> float:
     """Linear warmup over 5% of the steps, then cosine from `peak` down to 10% of it."""
     warmup = max(1, steps // 20)
-    cosine = 0.5 * (1 + math.cos(math.pi * max(0, step - warmup) / (steps - warmup)))
+    cosine = 0.5 * (1 + math.cos(math.pi * max(0, step - warmup) / max(1, steps - warmup)))
     return peak * min(1, step / warmup) * (cosine * 0.9 + 0.1)
 
 

@@ -63,3 +63,42 @@ def test_swapped_evaluation_uses_another_clip_for_every_row(world):
         # Questions of one clip are adjacent in the manifest: a plain rotation would keep the same clip.
         assert all(a != b for a, b in zip(data[right], data[other]))
         assert set(data[other]) <= set(data[right])
+
+
+spec = importlib.util.spec_from_file_location("compare_vlm_seeds", SCRIPTS / "compare_vlm_seeds.py")
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+
+
+def test_a_harness_log_reads_back_as_its_last_evaluation(world, capsys, tmp_path):
+    results = harness.main(["--world", str(world), "--steps", "1", "--eval_every", "1", "--bs", "2", "--seed", "5",
+                            "--mc_open", "1"])
+    log = tmp_path / "run.log"
+    log.write_text(capsys.readouterr().out)
+    seed, metrics = compare.read_log(log)
+    assert seed == 5
+    for video in ("right", "swapped"):
+        expected = results[-1][f"mc_cloze_acc_{video}"]
+        assert set(expected) == {m.split("/")[1] for m in metrics if m.startswith(video)}
+        assert all(metrics[f"{video}/{g}"] == pytest.approx(v, abs=0.05) for g, v in expected.items())
+
+
+def _fake_log(path: Path, seed: int, right_all: float, motion: float) -> None:
+    path.write_text(f"{{'world': 'w', 'seed': {seed}}}\nmain step 25 loss 1.0\n"
+                    f"  MC cloze acc (right video): all {right_all:.1f} motion {motion:.1f}\n"
+                    f"  MC cloze acc (swapped video): all 30.0 motion 25.0\n")
+
+
+def test_variants_are_compared_on_the_seeds_both_have(tmp_path, capsys):
+    for seed, (a, b) in enumerate([(50.0, 40.0), (45.0, 47.0), (60.0, 52.0)]):
+        _fake_log(tmp_path / f"a_s{seed}.log", seed, a, a / 2)
+        _fake_log(tmp_path / f"b_s{seed}.log", seed, b, b / 2)
+    _fake_log(tmp_path / "a_s9.log", 9, 99.0, 99.0)  # no B run at seed 9: left out
+    (tmp_path / "b_s7.log").write_text("{'seed': 7}\nmain step 25 loss 1.0\n")  # still training: left out
+    summaries = compare.main(["--a", str(tmp_path / "a_*.log"), "--b", str(tmp_path / "b_*.log")])
+    assert summaries["right/all"]["mean_diff"] == pytest.approx(16 / 3)
+    assert summaries["right/all"]["wins"] == 2
+    assert summaries["right/motion"]["mean_diff"] == pytest.approx(8 / 3)
+    assert summaries["swapped/all"]["mean_diff"] == 0 and summaries["swapped/all"]["ties"] == 3
+    out = capsys.readouterr()
+    assert "seeds [0, 1, 2]" in out.out and "b_s7.log: no evaluation yet" in out.err
