@@ -6,9 +6,10 @@ At one seed the harness draws the same LLM and projector init and the same batch
 pretrained weights are loaded over a tower drawn from the same random stream), so runs of two variants at one
 seed are paired, and the seed-to-seed spread of the LLM's init, which is larger than the gap being looked for,
 cancels in the difference. For each metric (the MC questions scored by option likelihood, the harness's
-"MC cloze acc" lines: overall, per question type, and overall with another clip's video) this prints both
-variants at every seed both have, the mean paired difference A - B with its standard error, how many seeds A
-wins, and a two-sided paired t-test.
+"MC cloze acc" lines: overall, per question type, and overall with another clip's video; and the held-out
+caption loss with the right video and with another clip's, a per-token measure with less sampling noise than
+accuracy) this prints both variants at every seed both have, the mean paired difference A - B with its standard
+error, how many seeds A wins (a higher accuracy, a lower loss), and a two-sided paired t-test.
 
 Only each log's last evaluation is read; a log that has not reached one is reported and left out.
 """
@@ -27,11 +28,13 @@ from pathlib import Path
 from scipy import stats
 
 CLOZE_LINE = re.compile(r"^\s*MC cloze acc \((right|swapped) video\): (.*)$")
+CAPTION_LINE = re.compile(r"^\s*caption loss right (\S+) swapped (\S+)$")
+LOSS_PREFIX = "caption_loss/"
 
 
 def read_log(path: Path) -> tuple[int, dict[str, float]] | None:
-    """(seed, metrics) of a harness log's last evaluation, or None if it has none. Metrics are named
-    `right/<group>` and `swapped/<group>`, in %."""
+    """(seed, metrics) of a harness log's last evaluation, or None if it has none. Accuracies are named
+    `right/<group>` and `swapped/<group>`, in %; caption losses `caption_loss/right` and `caption_loss/swapped`."""
     lines = path.read_text().splitlines()
     if not lines:
         return None
@@ -47,6 +50,9 @@ def read_log(path: Path) -> tuple[int, dict[str, float]] | None:
             words = fields.split()
             for name, value in zip(words[0::2], words[1::2]):
                 metrics[f"{video}/{name}"] = float(value)
+        match = CAPTION_LINE.match(line)
+        if match:
+            metrics[f"{LOSS_PREFIX}right"], metrics[f"{LOSS_PREFIX}swapped"] = map(float, match.groups())
     return (seed, metrics) if metrics else None
 
 
@@ -67,13 +73,14 @@ def read_variant(pattern: str) -> dict[int, dict[str, float]]:
     return runs
 
 
-def paired_summary(a: list[float], b: list[float]) -> dict[str, float]:
+def paired_summary(a: list[float], b: list[float], lower_is_better: bool = False) -> dict[str, float]:
     """Mean difference a - b, its standard error, wins of a, and the paired t-test's two-sided p."""
     diffs = [x - y for x, y in zip(a, b)]
+    sign = -1 if lower_is_better else 1
     n = len(diffs)
     se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else math.nan
     p = stats.ttest_rel(a, b).pvalue if n > 1 and len(set(diffs)) > 1 else math.nan
-    return {"mean_diff": statistics.fmean(diffs), "se": se, "wins": sum(d > 0 for d in diffs),
+    return {"mean_diff": statistics.fmean(diffs), "se": se, "wins": sum(sign * d > 0 for d in diffs),
             "ties": sum(d == 0 for d in diffs), "p": float(p)}
 
 
@@ -89,18 +96,20 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if not seeds:
         raise SystemExit(f"no seed has a finished log in both {args.a!r} and {args.b!r}")
     metrics = [m for m in runs_a[seeds[0]] if all(m in runs_a[s] and m in runs_b[s] for s in seeds)]
-    print(f"seeds {seeds}; MC questions scored by option likelihood, accuracy %")
+    print(f"seeds {seeds}; MC questions scored by option likelihood, accuracy %; caption loss in nats per token")
     print(f"| metric | {name_a} | {name_b} | {name_a} - {name_b} (mean ± s.e.) | {name_a} wins | paired t-test p |")
     print("| --- | --- | --- | --- | --- | --- |")
     summaries = {}
     for metric in metrics:
         a = [runs_a[s][metric] for s in seeds]
         b = [runs_b[s][metric] for s in seeds]
-        summary = summaries[metric] = paired_summary(a, b)
+        is_loss = metric.startswith(LOSS_PREFIX)
+        summary = summaries[metric] = paired_summary(a, b, lower_is_better=is_loss)
+        digits = 3 if is_loss else 1
         ties = f" ({summary['ties']} tied)" if summary["ties"] else ""
-        print(f"| {metric} | {' / '.join(f'{x:.1f}' for x in a)} (mean {statistics.fmean(a):.1f}) "
-              f"| {' / '.join(f'{x:.1f}' for x in b)} (mean {statistics.fmean(b):.1f}) "
-              f"| {summary['mean_diff']:+.1f} ± {summary['se']:.1f} | {summary['wins']} of {len(seeds)}"
+        print(f"| {metric} | {' / '.join(f'{x:.{digits}f}' for x in a)} (mean {statistics.fmean(a):.{digits}f}) "
+              f"| {' / '.join(f'{x:.{digits}f}' for x in b)} (mean {statistics.fmean(b):.{digits}f}) "
+              f"| {summary['mean_diff']:+.{digits}f} ± {summary['se']:.{digits}f} | {summary['wins']} of {len(seeds)}"
               f"{ties} | {summary['p']:.2f} |")
     return summaries
 

@@ -81,12 +81,14 @@ def test_a_harness_log_reads_back_as_its_last_evaluation(world, capsys, tmp_path
         expected = results[-1][f"mc_cloze_acc_{video}"]
         assert set(expected) == {m.split("/")[1] for m in metrics if m.startswith(video)}
         assert all(metrics[f"{video}/{g}"] == pytest.approx(v, abs=0.05) for g, v in expected.items())
+        assert metrics[f"caption_loss/{video}"] == pytest.approx(results[-1][f"caption_loss_{video}"], abs=5e-4)
 
 
 def _fake_log(path: Path, seed: int, right_all: float, motion: float) -> None:
     path.write_text(f"{{'world': 'w', 'seed': {seed}}}\nmain step 25 loss 1.0\n"
                     f"  MC cloze acc (right video): all {right_all:.1f} motion {motion:.1f}\n"
-                    f"  MC cloze acc (swapped video): all 30.0 motion 25.0\n")
+                    f"  MC cloze acc (swapped video): all 30.0 motion 25.0\n"
+                    f"  caption loss right {1 - right_all / 100:.3f} swapped 1.200\n")
 
 
 def test_variants_are_compared_on_the_seeds_both_have(tmp_path, capsys):
@@ -100,5 +102,8 @@ def test_variants_are_compared_on_the_seeds_both_have(tmp_path, capsys):
     assert summaries["right/all"]["wins"] == 2
     assert summaries["right/motion"]["mean_diff"] == pytest.approx(8 / 3)
     assert summaries["swapped/all"]["mean_diff"] == 0 and summaries["swapped/all"]["ties"] == 3
+    # A lower loss is a win: the loss here falls as the accuracy rises, so A wins the same seeds.
+    assert summaries["caption_loss/right"]["mean_diff"] == pytest.approx(-16 / 300, abs=1e-6)
+    assert summaries["caption_loss/right"]["wins"] == 2
     out = capsys.readouterr()
     assert "seeds [0, 1, 2]" in out.out and "b_s7.log: no evaluation yet" in out.err
