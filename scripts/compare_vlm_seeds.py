@@ -11,7 +11,8 @@ caption loss with the right video and with another clip's, a per-token measure w
 accuracy) this prints both variants at every seed both have, the mean paired difference A - B with its standard
 error, how many seeds A wins (a higher accuracy, a lower loss), and a two-sided paired t-test.
 
-Only each log's last evaluation is read; a log that has not reached one is reported and left out.
+Only each log's last finished evaluation is read (one that got as far as its closing `EVAL step` line); a log
+that has not finished one is reported and left out.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from scipy import stats
 
 CLOZE_LINE = re.compile(r"^\s*MC cloze acc \((right|swapped) video\): (.*)$")
 CAPTION_LINE = re.compile(r"^\s*caption loss right (\S+) swapped (\S+)$")
+EVAL_END = re.compile(r"^EVAL step \d+:")
 LOSS_PREFIX = "caption_loss/"
 
 
 def read_log(path: Path) -> tuple[int, dict[str, float]] | None:
-    """(seed, metrics) of a harness log's last evaluation, or None if it has none. Accuracies are named
+    """(seed, metrics) of a harness log's last finished evaluation, or None if it has none. Accuracies are named
     `right/<group>` and `swapped/<group>`, in %; caption losses `caption_loss/right` and `caption_loss/swapped`."""
     lines = path.read_text().splitlines()
     if not lines:
@@ -43,7 +45,11 @@ def read_log(path: Path) -> tuple[int, dict[str, float]] | None:
     except (ValueError, SyntaxError, KeyError, TypeError) as err:
         raise SystemExit(f"{path}: the first line is not the harness's argument dict ({err})") from None
     metrics: dict[str, float] = {}
+    finished: dict[str, float] = {}
     for line in lines:
+        if EVAL_END.match(line):
+            finished, metrics = metrics, {}
+            continue
         match = CLOZE_LINE.match(line)
         if match:
             video, fields = match.groups()
@@ -53,7 +59,7 @@ def read_log(path: Path) -> tuple[int, dict[str, float]] | None:
         match = CAPTION_LINE.match(line)
         if match:
             metrics[f"{LOSS_PREFIX}right"], metrics[f"{LOSS_PREFIX}swapped"] = map(float, match.groups())
-    return (seed, metrics) if metrics else None
+    return (seed, finished) if finished else None
 
 
 def read_variant(pattern: str) -> dict[int, dict[str, float]]:
@@ -64,7 +70,7 @@ def read_variant(pattern: str) -> dict[int, dict[str, float]]:
     for path in paths:
         parsed = read_log(path)
         if parsed is None:
-            print(f"{path}: no evaluation yet, left out", file=sys.stderr)
+            print(f"{path}: no finished evaluation yet, left out", file=sys.stderr)
             continue
         seed, metrics = parsed
         if seed in runs:

@@ -88,7 +88,8 @@ def _fake_log(path: Path, seed: int, right_all: float, motion: float) -> None:
     path.write_text(f"{{'world': 'w', 'seed': {seed}}}\nmain step 25 loss 1.0\n"
                     f"  MC cloze acc (right video): all {right_all:.1f} motion {motion:.1f}\n"
                     f"  MC cloze acc (swapped video): all 30.0 motion 25.0\n"
-                    f"  caption loss right {1 - right_all / 100:.3f} swapped 1.200\n")
+                    f"  caption loss right {1 - right_all / 100:.3f} swapped 1.200\n"
+                    f"EVAL step 25: acc {{'all': 25.0}}\n")
 
 
 def test_variants_are_compared_on_the_seeds_both_have(tmp_path, capsys):
@@ -97,6 +98,8 @@ def test_variants_are_compared_on_the_seeds_both_have(tmp_path, capsys):
         _fake_log(tmp_path / f"b_s{seed}.log", seed, b, b / 2)
     _fake_log(tmp_path / "a_s9.log", 9, 99.0, 99.0)  # no B run at seed 9: left out
     (tmp_path / "b_s7.log").write_text("{'seed': 7}\nmain step 25 loss 1.0\n")  # still training: left out
+    # Still printing its evaluation: left out, not read with half its metrics.
+    (tmp_path / "b_s8.log").write_text("{'seed': 8}\n  MC cloze acc (right video): all 50.0 motion 25.0\n")
     summaries = compare.main(["--a", str(tmp_path / "a_*.log"), "--b", str(tmp_path / "b_*.log")])
     assert summaries["right/all"]["mean_diff"] == pytest.approx(16 / 3)
     assert summaries["right/all"]["wins"] == 2
@@ -106,4 +109,5 @@ def test_variants_are_compared_on_the_seeds_both_have(tmp_path, capsys):
     assert summaries["caption_loss/right"]["mean_diff"] == pytest.approx(-16 / 300, abs=1e-6)
     assert summaries["caption_loss/right"]["wins"] == 2
     out = capsys.readouterr()
-    assert "seeds [0, 1, 2]" in out.out and "b_s7.log: no evaluation yet" in out.err
+    assert "seeds [0, 1, 2]" in out.out
+    assert "b_s7.log: no finished evaluation yet" in out.err and "b_s8.log" in out.err
