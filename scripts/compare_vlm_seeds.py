@@ -90,6 +90,11 @@ def paired_summary(a: list[float], b: list[float], lower_is_better: bool = False
             "ties": sum(d == 0 for d in diffs), "p": float(p)}
 
 
+def seed_values(values: list[float], digits: int) -> str:
+    """A table cell: the value at every seed, then their mean."""
+    return f"{' / '.join(f'{x:.{digits}f}' for x in values)} (mean {statistics.fmean(values):.{digits}f})"
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--a", required=True, help="glob of variant A's harness logs (one per seed)")
@@ -113,8 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         summary = summaries[metric] = paired_summary(a, b, lower_is_better=is_loss)
         digits = 3 if is_loss else 1
         ties = f" ({summary['ties']} tied)" if summary["ties"] else ""
-        print(f"| {metric} | {' / '.join(f'{x:.{digits}f}' for x in a)} (mean {statistics.fmean(a):.{digits}f}) "
-              f"| {' / '.join(f'{x:.{digits}f}' for x in b)} (mean {statistics.fmean(b):.{digits}f}) "
+        print(f"| {metric} | {seed_values(a, digits)} | {seed_values(b, digits)} "
               f"| {summary['mean_diff']:+.{digits}f} ± {summary['se']:.{digits}f} | {summary['wins']} of {len(seeds)}"
               f"{ties} | {summary['p']:.2f} |")
     return summaries
