@@ -6,6 +6,10 @@ import math
 from pathlib import Path
 
 import pytest
+from lmms_eval.api.instance import unwrap_generation_output
+from lmms_eval.utils import load_yaml_config
+
+from vjepa_vlm.eval.local_tasks import LOCAL_TASKS, write_task_configs
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "eval" / "tasks"
 
@@ -58,6 +62,35 @@ def test_mc_and_open_scoring_by_question_type():
     assert math.isnan(utils.aggregate_accuracy_appearance(records))
 
 
+def as_lmms_eval_passes_them(scores: list[tuple[float, bool]]) -> list:
+    """The responses `process_results` receives for the model's `(log_likelihood, is_greedy)` answers: lmms-eval
+    unwraps each answer (its 0.7.3 `unwrap_generation_output` turns a tuple into its text) and its default
+    `take_first` filter keeps the first response of each option."""
+    return [unwrap_generation_output(score)[0] for score in scores]
+
+
+@pytest.mark.parametrize("passed", [as_lmms_eval_passes_them, list], ids=["as lmms-eval passes them", "raw tuples"])
+def test_loglikelihood_scoring_picks_the_likeliest_option_as_lmms_eval_passes_it(passed):
+    # Text comparison of '(-10.5, False)' > '(-2.25, True)' would pick A, the least likely option.
+    scores = [(-10.5, False), (-2.25, True), (-3.0, False), (-11.0, False)]
+    scored = utils.mc_loglikelihood_process_results(MC_DOC, passed(scores))
+    assert scored["accuracy"]["prediction"] == "B" and scored["accuracy"]["correct"]
+    unreadable = utils.mc_loglikelihood_process_results(MC_DOC, passed([(-math.inf, False)] * 4))
+    assert unreadable["accuracy"]["prediction"] is None and not unreadable["accuracy"]["correct"]
+
+
+@pytest.mark.parametrize(
+    ("responses", "message"),
+    [(["(-1.0, False)", "oops", "(-2.0, False)", "(-3.0, False)"], r"doc 'test-0-q0': cannot read a log-likelihood from the response 'oops'"),
+     ([(-1.0, False), None, (-2.0, False), (-3.0, False)], "cannot read a log-likelihood from the response None"),
+     (["(nan, False)", "(-1.0, False)", "(-2.0, False)", "(-3.0, False)"], "log-likelihood is NaN"),
+     (["(-1.0, False)"] * 3, "3 responses for 4 options")],
+)
+def test_unreadable_loglikelihood_response_is_an_error_naming_the_doc(responses, message):
+    with pytest.raises(ValueError, match=message):
+        utils.mc_loglikelihood_process_results(MC_DOC, responses)
+
+
 def test_loglikelihood_scoring_treats_unreadable_visual_as_wrong():
     assert utils.mc_loglikelihood_process_results(MC_DOC, [(-3.0, False), (-1.0, True), (-2.0, False), (-5.0, False)])["accuracy"]["correct"]
     unreadable = [(-math.inf, False)] * 4
@@ -88,11 +121,6 @@ def test_prompt_is_the_training_prompt_without_placeholder():
 
 
 def test_task_configs_point_at_the_world(tmp_path):
-    pytest.importorskip("lmms_eval")
-    from lmms_eval.utils import load_yaml_config
-
-    from vjepa_vlm.eval.local_tasks import LOCAL_TASKS, write_task_configs
-
     with pytest.raises(FileNotFoundError, match="world_dir='.*nowhere' has no test/video_qa.jsonl"):
         write_task_configs(tmp_path / "nowhere", tmp_path / "tasks")
     world = tmp_path / "world"

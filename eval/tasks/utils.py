@@ -22,6 +22,7 @@ NUMBER_WORDS = {w: str(i) for i, w in enumerate("zero one two three four five si
 ARTICLES = frozenset({"a", "an", "the"})
 _LEADING_LETTER = re.compile(r"^\(?([A-E])(?:[.):\s]|$)")
 _STATED_LETTER = re.compile(r"\b(?:answer|option)\s*(?:is)?\s*:?\s*\(?([A-E])\b", re.IGNORECASE)
+_LOGLIKELIHOOD_TEXT = re.compile(r"^\(\s*([^,\s]+)\s*,\s*(?:True|False)\s*\)$")
 
 
 def _world_path(doc: dict, key: str, kwargs: dict | None) -> str:
@@ -111,9 +112,35 @@ def image_process_results(doc: dict, results: list[str]) -> dict:
     return score(doc, results, IMAGE_QUESTION_TYPES)
 
 
-def _likeliest(results: list) -> int | None:
+def log_likelihood(result, doc: dict) -> float:
+    """The log-likelihood of one option's `loglikelihood` response, as lmms-eval hands it to `process_results`.
+
+    The model answers `(log_likelihood, is_greedy)`, but lmms-eval 0.7.3's `unwrap_generation_output` keeps
+    only strings and turns anything else into `str(output)`, so the response arrives as the text
+    `'(-2.6858, False)'` (full float precision, `-inf` for an unreadable visual). Both forms are read; anything
+    else, or a NaN score, is an error naming the document rather than a silently wrong prediction.
+    """
+    value = result[0] if isinstance(result, (tuple, list)) and len(result) == 2 else None
+    if isinstance(result, str):
+        match = _LOGLIKELIHOOD_TEXT.match(result.strip())
+        value = match.group(1) if match else None
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"vjepa_synth task, doc {doc.get('id')!r}: cannot read a log-likelihood from the response {result!r}; "
+            "expected (log_likelihood, is_greedy) or its text '(-2.6858, False)'"
+        ) from None
+    if math.isnan(score):
+        raise ValueError(f"vjepa_synth task, doc {doc.get('id')!r}: the model's log-likelihood is NaN ({result!r})")
+    return score
+
+
+def _likeliest(results: list, doc: dict, n_choices: int) -> int | None:
     """Index of the highest log-likelihood choice; None when all are -inf (unreadable visual), never choice 0."""
-    scores = [r[0] if isinstance(r, (tuple, list)) else r for r in results]
+    if len(results) != n_choices:
+        raise ValueError(f"vjepa_synth task, doc {doc.get('id')!r}: {len(results)} responses for {n_choices} options")
+    scores = [log_likelihood(r, doc) for r in results]
     if all(s == -math.inf for s in scores):
         return None
     return max(range(len(scores)), key=scores.__getitem__)
@@ -121,7 +148,7 @@ def _likeliest(results: list) -> int | None:
 
 def mc_loglikelihood_process_results(doc: dict, results: list) -> dict:
     """Highest-likelihood option letter; an unreadable visual is wrong, not option A."""
-    best = _likeliest(results)
+    best = _likeliest(results, doc, len(doc["options"]))
     letter = None if best is None else LETTERS[best]
     return _scored(doc, letter is not None and letter == doc["answer_letter"], letter)
 
@@ -137,7 +164,7 @@ def cloze_doc_to_target(doc: dict) -> int:
 
 def cloze_loglikelihood_process_results(doc: dict, results: list) -> dict:
     """Highest-likelihood option text; an unreadable visual is wrong, not the first option."""
-    best = _likeliest(results)
+    best = _likeliest(results, doc, len(doc["candidates"]))
     option = None if best is None else doc["candidates"][best]
     return _scored(doc, option is not None and option == doc["answer"], option)
 
