@@ -1,25 +1,92 @@
-"""Multi-head self-attention with 3D RoPE, dispatched to flash-attn on CUDA when installed, else torch SDPA."""
+"""The one attention dispatch of the vision modules, and the encoder/predictor's RoPE self-attention.
+
+Every attention of the encoder, the predictor and the attentive poolers goes through `attention_function(config)`,
+which follows `config._attn_implementation` as transformers' models do: `ALL_ATTENTION_FUNCTIONS.get_interface`
+picks transformers' own "sdpa" / "flash_attention_2" functions, and "eager" is `eager_attention_forward`, the
+explicit softmax(QK^T)V reference path. A config that never went through a `PreTrainedModel` (a module built
+alone) has no implementation set; it gets "sdpa", transformers' default. flash-attn is used only when asked for.
+"""
+
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import is_flash_attn_2_available
 
 from vjepa_vlm.vision.rope import RopeTables, apply_rope
 
-try:  # optional `gpu` extra
-    from flash_attn import flash_attn_func
-except ImportError:
-    flash_attn_func = None
-
-_FLASH_DTYPES = (torch.float16, torch.bfloat16)
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+DEFAULT_IMPLEMENTATION = "sdpa"
 
 
-def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
-    """Bidirectional attention over `(B, H, N, head_dim)` tensors, returned in the same layout."""
-    if flash_attn_func is not None and query.is_cuda and query.dtype in _FLASH_DTYPES:
-        out = flash_attn_func(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), dropout_p=dropout_p)
-        return out.transpose(1, 2)
-    return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p)
+def check_attn_implementation(implementation: str | None) -> str:
+    """The implementation the vision modules will run for a requested `attn_implementation` (None -> "sdpa").
+
+    Raises ValueError for an implementation they do not support and ImportError for "flash_attention_2" without the
+    `flash_attn` package (transformers would instead fetch a kernel from the Hub, which this project never does).
+    """
+    implementation = implementation or DEFAULT_IMPLEMENTATION
+    if implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"attn_implementation={implementation!r} is not supported by the V-JEPA 2 vision modules (encoder, "
+            f"predictor, attentive poolers); expected one of {ATTENTION_IMPLEMENTATIONS}. For a VLM whose LLM should "
+            "use it, pass a dict such as {'text_config': ..., 'vision_config': 'sdpa'}"
+        )
+    if implementation == "flash_attention_2" and not is_flash_attn_2_available():
+        raise ImportError(
+            "attn_implementation='flash_attention_2' needs the flash-attn package (the `gpu` extra: "
+            "pip install -e .[gpu]) and a CUDA device; use 'sdpa' or 'eager' otherwise"
+        )
+    return implementation
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(Q K^T * scaling) V over `(B, H, N, d)` tensors, the reference every other implementation must match.
+
+    Returns `((B, N, H, d) output, (B, H, Nq, Nk) attention probabilities)`, transformers' attention-interface layout.
+    """
+    if attention_mask is not None:
+        raise ValueError("the V-JEPA 2 vision attention is bidirectional over the given tokens: attention_mask must be None")
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    # Softmax in fp32 as transformers' eager paths do, so bf16/fp16 runs stay comparable with the fused kernels.
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def attention_function(config) -> Callable:
+    """The attention function `config._attn_implementation` asks for, read at every call so that
+    `model.set_attn_implementation(...)` takes effect on a built model."""
+    implementation = check_attn_implementation(config._attn_implementation)
+    return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+
+
+def attend(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float) -> torch.Tensor:
+    """Bidirectional attention of `(B, H, N, d)` heads through the dispatch of `module.config`; returns `(B, N, H * d)`.
+
+    `module` must carry `config` (read by the dispatch and by transformers' flash path) and `is_causal = False`.
+    """
+    out, _ = attention_function(module.config)(
+        module,
+        query,
+        key,
+        value,
+        None,
+        scaling=query.shape[-1] ** -0.5,
+        dropout=dropout if module.training else 0.0,
+        is_causal=False,
+    )
+    return out.flatten(2)
 
 
 class RopeSelfAttention(nn.Module):
@@ -29,16 +96,20 @@ class RopeSelfAttention(nn.Module):
     per call costs a weight copy that outweighs the saved matmul launches when few tokens are encoded.)
 
     Args:
+        config: the model config; its `_attn_implementation` selects the attention function at every call.
         hidden_size: token width.
         num_heads: number of attention heads; must divide `hidden_size`.
         qkv_bias: bias on the query/key/value projections.
         dropout: attention-probability dropout, applied in training only.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0):
+    is_causal = False
+
+    def __init__(self, config, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0):
         super().__init__()
         if hidden_size % num_heads != 0:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+        self.config = config
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
         self.dropout = dropout
@@ -48,11 +119,10 @@ class RopeSelfAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, rope: RopeTables) -> torch.Tensor:
-        batch, tokens, width = hidden_states.shape
+        batch, tokens, _ = hidden_states.shape
 
         def heads(projection: nn.Linear) -> torch.Tensor:
             return projection(hidden_states).view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
         query, key = apply_rope(heads(self.query), rope), apply_rope(heads(self.key), rope)
-        out = attend(query, key, heads(self.value), dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, width))
+        return self.proj(attend(self, query, key, heads(self.value), self.dropout))

@@ -52,6 +52,7 @@ class VJEPA2Block(GradientCheckpointingLayer):
     """LayerNorm -> RoPE self-attention -> residual, LayerNorm -> MLP -> residual.
 
     Args:
+        config: the model config, whose `_attn_implementation` the attention follows.
         hidden_size: token width.
         num_heads: attention heads.
         mlp_ratio: MLP inner width / `hidden_size`.
@@ -65,6 +66,7 @@ class VJEPA2Block(GradientCheckpointingLayer):
 
     def __init__(
         self,
+        config,
         hidden_size: int,
         num_heads: int,
         mlp_ratio: float,
@@ -77,7 +79,7 @@ class VJEPA2Block(GradientCheckpointingLayer):
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.attention = RopeSelfAttention(hidden_size, num_heads, qkv_bias=qkv_bias, dropout=attention_dropout)
+        self.attention = RopeSelfAttention(config, hidden_size, num_heads, qkv_bias=qkv_bias, dropout=attention_dropout)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.mlp = MLP(hidden_size, mlp_ratio, hidden_act)
@@ -102,11 +104,11 @@ def drop_path_schedule(max_rate: float, depth: int) -> list[float]:
 
 
 def build_blocks(
-    depth: int, hidden_size: int, num_heads: int, mlp_ratio: float, drop_path_rate: float, **block_kwargs
+    config, depth: int, hidden_size: int, num_heads: int, mlp_ratio: float, drop_path_rate: float, **block_kwargs
 ) -> nn.ModuleList:
-    """A stack of `depth` blocks with the stochastic-depth ramp applied."""
+    """A stack of `depth` blocks with the stochastic-depth ramp applied, attending as `config` says."""
     rates = drop_path_schedule(drop_path_rate, depth)
     return nn.ModuleList(
-        VJEPA2Block(hidden_size, num_heads, mlp_ratio, depth_index=i + 1, drop_path=rates[i], **block_kwargs)
+        VJEPA2Block(config, hidden_size, num_heads, mlp_ratio, depth_index=i + 1, drop_path=rates[i], **block_kwargs)
         for i in range(depth)
     )

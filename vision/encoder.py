@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
+from vjepa_vlm.vision.attention import check_attn_implementation
 from vjepa_vlm.vision.block import build_blocks
 from vjepa_vlm.vision.rope import rope_tables, token_positions
 
@@ -76,6 +77,11 @@ def check_token_indices(
     return indices.long()
 
 
+def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """`(B, N, D)` tokens at `(B, K)` indices -> `(B, K, D)`."""
+    return tokens.gather(1, indices.to(tokens.device).unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
 class TubeletEmbedding(nn.Module):
     """Non-overlapping `tubelet x patch x patch` Conv3d patchifier.
 
@@ -129,15 +135,19 @@ class VJEPA2VisionEncoder(nn.Module):
     Args:
         config: a `VJEPA2Config` (encoder fields: `hidden_size`, `num_hidden_layers`, `num_attention_heads`,
             `mlp_ratio`, `patch_size`, `tubelet_size`, `in_chans`, `qkv_bias`, `layer_norm_eps`,
-            `drop_path_rate`, `attention_probs_dropout_prob`, `hidden_act`).
+            `drop_path_rate`, `attention_probs_dropout_prob`, `hidden_act`) and `_attn_implementation` (see
+            `vjepa_vlm.vision.attention`), read at every forward.
     """
 
     def __init__(self, config):
         super().__init__()
+        # A tower built inside another model (the VLM) gets no check from transformers: fail here, not at forward.
+        check_attn_implementation(config._attn_implementation)
         self.config = config
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.embeddings = VJEPA2Embeddings(config)
         self.layer = build_blocks(
+            config,
             config.num_hidden_layers,
             config.hidden_size,
             config.num_attention_heads,

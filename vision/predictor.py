@@ -49,6 +49,7 @@ class VJEPA2Predictor(nn.Module):
         self.head_dim = config.pred_hidden_size // config.pred_num_attention_heads
         self.embeddings = VJEPA2PredictorEmbeddings(config)
         self.layer = build_blocks(
+            config,
             config.pred_num_hidden_layers,
             config.pred_hidden_size,
             config.pred_num_attention_heads,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vjepa_vlm.modeling_vjepa2 import gather_tokens
+from vjepa_vlm.vision.encoder import gather_tokens
 
 
 def weight_decay_param_groups(model: nn.Module, lr_scale: float = 1.0) -> list[dict]:

@@ -3,6 +3,8 @@
 The module tree (hence every state-dict key) is the one of transformers' `VJEPA2Model`, so directories saved by either
 library load in the other. Differences are in behaviour only: RoPE positions come from the input grid (any clip
 length / resolution), the encoder can run on context tokens only, and RoPE tables are computed once per forward.
+Attention follows `config._attn_implementation` ("eager", "sdpa" by default, "flash_attention_2") through the one
+dispatch in `vjepa_vlm.vision.attention`.
 """
 
 from collections.abc import Sequence
@@ -15,7 +17,8 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
-from vjepa_vlm.vision.encoder import TubeletEmbedding, VJEPA2VisionEncoder
+from vjepa_vlm.vision.attention import check_attn_implementation
+from vjepa_vlm.vision.encoder import TubeletEmbedding, VJEPA2VisionEncoder, gather_tokens
 from vjepa_vlm.vision.predictor import VJEPA2Predictor, VJEPA2PredictorEmbeddings
 
 
@@ -45,11 +48,6 @@ class VJEPA2ModelOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None
     masked_hidden_state: torch.Tensor | None = None
     predictor_output: VJEPA2PredictorOutput | None = None
-
-
-def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """`(B, N, D)` tokens at `(B, K)` indices -> `(B, K, D)`."""
-    return tokens.gather(1, indices.to(tokens.device).unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
 def _as_mask_list(masks: torch.Tensor | Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
@@ -83,6 +81,15 @@ class VJEPA2PreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["VJEPA2Block", "VJEPA2PredictorEmbeddings"]
     _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def _check_and_adjust_attn_implementation(
+        self, attn_implementation: str | None, is_init_check: bool = False, allow_all_kernels: bool = False
+    ) -> str:
+        # Ours first: it rejects what the vision attention cannot run, and flash-attn missing, before transformers
+        # would substitute a kernel downloaded from the Hub.
+        check_attn_implementation(attn_implementation)
+        return super()._check_and_adjust_attn_implementation(attn_implementation, is_init_check, allow_all_kernels)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
