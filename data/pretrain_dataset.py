@@ -19,10 +19,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
+from vjepa_vlm.data.normalization import frames_to_unit_float, normalize_frames
 from vjepa_vlm.data.video_io import VideoDecodeError, read_video, sample_frame_indices, video_info
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -126,11 +124,8 @@ def crop_and_normalize(
 ) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> normalized float (T, 3, crop_size, crop_size)."""
     top, left, h, w = box
-    clip = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + h, left : left + w])).permute(0, 3, 1, 2)
-    clip = F.interpolate(clip.float() / 255.0, size=(crop_size, crop_size), mode="bilinear", antialias=True)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (clip - mean) / std
+    clip = frames_to_unit_float(frames[:, top : top + h, left : left + w])
+    return normalize_frames(F.interpolate(clip, size=(crop_size, crop_size), mode="bilinear", antialias=True))
 
 
 def load_frames(kind: str, path: Path, num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:

@@ -153,3 +153,29 @@ def sample_frame_indices(
         step = video_fps / target_fps
         return [min(start + int(round(i * step)), num_frames - 1) for i in range(num_samples)]
     raise ValueError(f"mode must be one of {SAMPLING_MODES}, got {mode!r}")
+
+
+def sample_frames(frames, num_frames: int) -> np.ndarray:
+    """Uniformly pick `num_frames` frames of already-decoded (T, H, W, 3) frames."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) == 0:
+        raise ValueError(f"video frames must be a non-empty (T, H, W, 3) array, got shape {frames.shape}")
+    return frames[sample_frame_indices(len(frames), num_frames, mode="uniform")]
+
+
+def load_video_frames(
+    path: str | Path, num_frames: int, sampling: str = "uniform", target_fps: float | None = None
+) -> np.ndarray:
+    """Decode `num_frames` uint8 frames of the video at `path` (raises `VideoDecodeError` if unreadable).
+
+    Args:
+        path: video file.
+        num_frames: frames to return (a multiple of the encoder's tubelet size).
+        sampling: "uniform" over the whole video, or "fps" (consecutive frames at `target_fps`, from the start).
+        target_fps: frame rate for "fps" sampling (1 fps in the scaling setup, Table 22).
+    """
+    info = video_info(path)
+    indices = sample_frame_indices(
+        info.num_frames, num_frames, mode=sampling, video_fps=info.fps, target_fps=target_fps
+    )
+    return read_video(path, indices)

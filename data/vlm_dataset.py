@@ -35,9 +35,8 @@ from PIL import Image
 
 from vjepa_vlm.data.conversations import FORMATS, load_conversations
 from vjepa_vlm.data.label_masking import IGNORE_INDEX
-from vjepa_vlm.data.video_io import VideoDecodeError
-from vjepa_vlm.processing_vjepa2_vlm import SequenceTooLongError, pad_sequences
-from vjepa_vlm.video_processing_vjepa2_vlm import load_video_frames
+from vjepa_vlm.data.sequences import SequenceTooLongError, pad_sequences
+from vjepa_vlm.data.video_io import VideoDecodeError, load_video_frames
 
 logger = logging.getLogger(__name__)
 # Decoding failures: corrupt or truncated files (PyAV / PIL raise these; a frame count that the container

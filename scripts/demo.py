@@ -18,20 +18,9 @@ import torch
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.data.manifests import read_jsonl
+from vjepa_vlm.data.normalization import normalize_frames
 from vjepa_vlm.data.synthetic_world import generate_world
 from vjepa_vlm.data.video_io import read_video, sample_frame_indices, video_info
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def to_pixel_values(frames) -> torch.Tensor:
-    """uint8 `(T, H, W, 3)` frames -> normalized float `(1, T, 3, H, W)`."""
-    video = torch.from_numpy(frames).float().div(255.0).permute(0, 3, 1, 2)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return ((video - mean) / std).unsqueeze(0)
-
 
 def timed(fn):
     started = time.perf_counter()
@@ -57,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     path = world / clip["video"]
     info = video_info(path)
     frames = read_video(path, sample_frame_indices(info.num_frames, args.frames))
-    pixel_values = to_pixel_values(frames)
+    pixel_values = normalize_frames(frames).unsqueeze(0)
     print(f"clip {clip['id']}: '{clip['caption']}' ({clip['motion_label']})")
     print(f"pixel_values {tuple(pixel_values.shape)}  (B, T, C, H, W)")
 

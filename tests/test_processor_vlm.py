@@ -6,11 +6,12 @@ import torch
 from transformers import AutoProcessor
 
 from vjepa_vlm import VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration, VJEPA2VLMProcessor
+from vjepa_vlm.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from vjepa_vlm.data.sequences import SequenceTooLongError
 from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
-from vjepa_vlm.data.video_io import write_video
-from vjepa_vlm.image_processing_vjepa2_vlm import IMAGENET_MEAN, IMAGENET_STD, dynamic_s2_tiles, select_tile_grid
-from vjepa_vlm.processing_vjepa2_vlm import SequenceTooLongError
-from vjepa_vlm.video_processing_vjepa2_vlm import frames_to_pixels, load_video_frames
+from vjepa_vlm.data.video_io import load_video_frames, write_video
+from vjepa_vlm.image_processing_vjepa2_vlm import dynamic_s2_tiles, select_tile_grid
+from vjepa_vlm.video_processing_vjepa2_vlm import frames_to_pixels
 
 torch.set_num_threads(1)
 

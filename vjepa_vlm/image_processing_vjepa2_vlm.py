@@ -12,25 +12,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vjepa_vlm.data.normalization import IMAGENET_MEAN, IMAGENET_STD, frames_to_unit_float, normalize_frames
 
 
 def to_float_chw(image) -> torch.Tensor:
     """A PIL image, or a uint8 (H, W, 3) array/tensor, as a float (3, H, W) tensor in [0, 1]."""
     if hasattr(image, "convert"):
         image = np.asarray(image.convert("RGB"))
-    tensor = torch.from_numpy(np.array(image))
-    if tensor.ndim != 3 or tensor.shape[-1] != 3 or tensor.dtype != torch.uint8:
-        raise ValueError(f"image must be uint8 RGB of shape (H, W, 3), got dtype {tensor.dtype} shape {tuple(tensor.shape)}")
-    return tensor.permute(2, 0, 1).float().div_(255.0)
-
-
-def normalize(pixels: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """ImageNet normalization of float (..., 3, H, W) pixels in [0, 1]."""
-    mean_t = torch.tensor(mean, dtype=pixels.dtype).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=pixels.dtype).view(3, 1, 1)
-    return (pixels - mean_t) / std_t
+    if np.ndim(image) != 3:
+        raise ValueError(f"image must be uint8 RGB of shape (H, W, 3), got shape {np.shape(image)}")
+    return frames_to_unit_float(np.array(image))
 
 
 def resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -78,7 +69,7 @@ def dynamic_s2_tiles(
     rows, cols = select_tile_grid(height, width, tile_size, max_tiles)
     thumbnail = resize(pixels, tile_size, tile_size).unsqueeze(0)
     if rows * cols == 1:
-        return normalize(thumbnail, mean, std)
+        return normalize_frames(thumbnail, mean, std)
     scale = min(rows * tile_size / height, cols * tile_size / width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     # Pad with the mean colour so padding becomes exactly 0 after normalization.
@@ -86,7 +77,7 @@ def dynamic_s2_tiles(
     top, left = (rows * tile_size - new_h) // 2, (cols * tile_size - new_w) // 2
     canvas[:, top : top + new_h, left : left + new_w] = resize(pixels, new_h, new_w)
     tiles = canvas.reshape(3, rows, tile_size, cols, tile_size).permute(1, 3, 0, 2, 4).reshape(-1, 3, tile_size, tile_size)
-    return normalize(torch.cat([thumbnail, tiles]), mean, std)
+    return normalize_frames(torch.cat([thumbnail, tiles]), mean, std)
 
 
 def num_image_tiles(height: int, width: int, tile_size: int, max_tiles: int) -> int:

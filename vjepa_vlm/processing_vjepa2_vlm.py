@@ -14,26 +14,12 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from vjepa_vlm.data.label_masking import IGNORE_INDEX, tokenize_with_labels
+from vjepa_vlm.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from vjepa_vlm.data.sequences import SequenceTooLongError, pad_sequences
 from vjepa_vlm.data.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN
-from vjepa_vlm.image_processing_vjepa2_vlm import IMAGENET_MEAN, IMAGENET_STD, dynamic_s2_tiles
-from vjepa_vlm.video_processing_vjepa2_vlm import frames_to_pixels, load_video_frames, sample_frames
-
-
-class SequenceTooLongError(ValueError):
-    """A sample whose tokens, after placeholder expansion, exceed the maximum sequence length."""
-
-
-def pad_sequences(sequences: Sequence[Sequence[int]], value: int, side: str = "right") -> torch.Tensor:
-    """Stack variable-length int sequences into a (B, L) tensor padded with `value` on `side`."""
-    if side not in ("left", "right"):
-        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
-    length = max(len(s) for s in sequences)
-    out = torch.full((len(sequences), length), value, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if len(seq):
-            start = length - len(seq) if side == "left" else 0
-            out[row, start : start + len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return out
+from vjepa_vlm.data.video_io import load_video_frames, sample_frames
+from vjepa_vlm.image_processing_vjepa2_vlm import dynamic_s2_tiles
+from vjepa_vlm.video_processing_vjepa2_vlm import frames_to_pixels
 
 
 class VJEPA2VLMProcessor(ProcessorMixin):
