@@ -1,6 +1,6 @@
-"""Two VLM variants compared seed by seed from `scripts/diagnose_vlm_mc.py` logs: is A better than B?
+"""Two VLM variants compared seed by seed from `research/diagnose_vlm_mc.py` logs: is A better than B?
 
-    python scripts/compare_vlm_seeds.py --a 'runs/h/pre_s*.log' --b 'runs/h/rand_s*.log' --names pretrained,random
+    python research/compare_vlm_seeds.py --a 'runs/h/pre_s*.log' --b 'runs/h/rand_s*.log' --names pretrained,random
 
 At one seed the harness draws the same LLM and projector init and the same batch order whatever the encoder (the
 pretrained weights are loaded over a tower drawn from the same random stream), so runs of two variants at one

@@ -1,6 +1,6 @@
 """Where the pretraining loss lives: the predictor's L1 error on target tokens that hold moving pixels vs static ones.
 
-    python scripts/diagnose_pretrain_loss.py --world WORLD STEP_DIR [STEP_DIR ...]
+    python research/diagnose_pretrain_loss.py --world WORLD STEP_DIR [STEP_DIR ...]
 
 Each STEP_DIR is a pretraining checkpoint (`online/` and `target/`). On the first `--clips` training clips of the
 synthetic world's motion task (the probe's sampling: `--frames` frames, `--frame-step` apart, `--resolution` px),

@@ -1,6 +1,6 @@
 """Diagnostics of frozen encoder tokens on the synthetic world's motion task (why a probe can or cannot read motion).
 
-    python scripts/diagnose_probe_features.py --encoder ENC_DIR --world WORLD --output diag.json [--random-init]
+    python research/diagnose_probe_features.py --encoder ENC_DIR --world WORLD --output diag.json [--random-init]
 
 Encodes the center clip of every motion video once (same sampling and normalization as `run_probe.py`) and reports
 logistic-regression accuracies on held-out data:

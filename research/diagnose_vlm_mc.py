@@ -1,9 +1,9 @@
 """The tiny VLM on multiple-choice video questions, diagnosed: a fast in-process stage-3 harness.
 
-    OMP_NUM_THREADS=1 python scripts/diagnose_vlm_mc.py --steps 800 --eval_every 200 --mc_perms 4
-    OMP_NUM_THREADS=1 python scripts/diagnose_vlm_mc.py --world runs/world2k --steps 1500 --eval_every 750 \
+    OMP_NUM_THREADS=1 python research/diagnose_vlm_mc.py --steps 800 --eval_every 200 --mc_perms 4
+    OMP_NUM_THREADS=1 python research/diagnose_vlm_mc.py --world runs/world2k --steps 1500 --eval_every 750 \
         --mc_only --mc_perms 0 --text_mc 4
-    OMP_NUM_THREADS=1 python scripts/diagnose_vlm_mc.py --world runs/world2k --steps 4000 --eval_every 2000 \
+    OMP_NUM_THREADS=1 python research/diagnose_vlm_mc.py --world runs/world2k --steps 4000 --eval_every 2000 \
         --mc_open 1 --encoder <pretrained encoder directory>
 
 Trains the tiny VLM's projector and LLM from initialization on a synthetic world's stage-3 data (video QA and
@@ -50,10 +50,10 @@ from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_labels import LETTERS, MC_INSTRUCTION, cloze_row
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
 from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor, pad_sequences
+# The pipeline's own scoring, so both measure the same thing.
+from vjepa_vlm.scripts.vlm_pipeline import letter_token_ids, multiple_choice_prompt, other_clip_videos
 from vjepa_vlm.train.embedded import EmbeddedArgs, load_encoder_weights, tiny_tokenizer
 from vjepa_vlm.video_processing_vjepa2_vlm import load_video_frames
-# The pipeline's own scoring (scripts/ is on the path when this script runs), so both measure the same thing.
-from vlm_pipeline import letter_token_ids, multiple_choice_prompt, other_clip_videos
 
 EVAL_BATCH = 32
 

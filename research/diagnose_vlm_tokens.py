@@ -1,9 +1,9 @@
 """Is the answer in the tiny VLM's frozen video tokens? Linear read-outs of object color (and count) from them.
 
-    OMP_NUM_THREADS=1 python scripts/diagnose_vlm_tokens.py --readout mean                      # default world
-    OMP_NUM_THREADS=1 python scripts/diagnose_vlm_tokens.py --readout outlying --world runs/world2k
+    OMP_NUM_THREADS=1 python research/diagnose_vlm_tokens.py --readout mean                      # default world
+    OMP_NUM_THREADS=1 python research/diagnose_vlm_tokens.py --readout outlying --world runs/world2k
 
-The vision tower is the one `scripts/diagnose_vlm_mc.py` trains around (tiny preset, patch 8, 4 frames, seed 0:
+The vision tower is the one `research/diagnose_vlm_mc.py` trains around (tiny preset, patch 8, 4 frames, seed 0:
 random unless `--encoder`). Each clip's tokens are reduced to one vector and a logistic regression reads a
 label from it; accuracies are on held-out clips.
 

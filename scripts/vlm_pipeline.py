@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -39,12 +40,12 @@ import yaml
 from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_baselines import (blind_accuracy, blind_option_accuracy, chance_accuracy,
                                                    majority_accuracy)
-from vjepa_vlm.processing_vjepa2_vlm import pad_sequences
+from vjepa_vlm.eval.option_scoring import continuation_log_likelihoods
 from vjepa_vlm.train.checkpoint import latest_checkpoint
 from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_world
 from vjepa_vlm.train.loss_curve import write_loss_curve
+from vjepa_vlm.train.run_stage import RECIPES
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ("1", "1_5", "2", "3")
 LETTERS = ("A", "B", "C", "D")
 # Where the tiny stage recipes read their manifests; the pipeline points them at its own world instead.
@@ -53,7 +54,9 @@ DEFAULT_WORLD = Path(EmbeddedArgs.world_dir)
 
 def run(command: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    subprocess.run([sys.executable, *command], check=True, cwd=REPO, env=env)
+    # Modules rather than train/*.py paths, and the caller's working directory, so that an installed
+    # `vjepa-pipeline` runs outside a checkout and relative --out/--world paths mean the same to every step.
+    subprocess.run([sys.executable, *command], check=True, env=env)
 
 
 def pretrain_encoder(out: Path, steps: int, world: Path) -> Path:
@@ -62,15 +65,15 @@ def pretrain_encoder(out: Path, steps: int, world: Path) -> Path:
     recipe's 1600 (1/8 and 1/4); returns the EMA (target) encoder directory."""
     run_dir = out / "pretrain"
     if latest_checkpoint(run_dir) is None or not (latest_checkpoint(run_dir) / "target").is_dir():
-        run(["train/pretrain.py", "--config", "train/recipes/pretrain_tiny_motion.yaml", f"steps={steps}",
-             f"optim.warmup_steps={steps // 8}", f"optim.decay_steps={steps // 4}", f"checkpoint.dir={run_dir}",
+        run(["-m", "vjepa_vlm.train.pretrain", "--config", str(RECIPES / "pretrain_tiny_motion.yaml"),
+             f"steps={steps}", f"optim.warmup_steps={steps // 8}", f"optim.decay_steps={steps // 4}", f"checkpoint.dir={run_dir}",
              f"synthetic_world.dir={world}", f"checkpoint.every_steps={steps}"])
     return latest_checkpoint(run_dir) / "target"
 
 
 def world_sources(stage: str, world: Path) -> str:
     """The tiny recipe's `data.sources` with its manifests and media moved into `world` (a YAML flow list)."""
-    recipe = yaml.safe_load((REPO / "train" / "recipes" / f"stage{stage}_tiny.yaml").read_text())
+    recipe = yaml.safe_load((RECIPES / f"stage{stage}_tiny.yaml").read_text())
     sources = []
     for source in recipe["data"]["sources"]:
         manifest = Path(source["path"]).relative_to(DEFAULT_WORLD)
@@ -86,7 +89,7 @@ def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_
     for stage, steps in zip(STAGES, stage_steps):
         run_dir = out / f"stage{stage}"
         if not (run_dir / "output" / "stage.json").is_file():
-            run([f"train/stage{stage}.py", f"steps={steps}", f"batch_size={batch_size}",
+            run(["-m", f"vjepa_vlm.train.stage{stage}", f"steps={steps}", f"batch_size={batch_size}",
                  f"data.sources={world_sources(stage, world)}",
                  f"micro_batch_size={min(batch_size, 8)}", f"checkpoint.dir={run_dir}", f"model.init_from={init_from}",
                  f"embedded.init_dir={out / 'init'}", f"embedded.world_dir={world}",
@@ -128,23 +131,11 @@ def other_clip_videos(rows: list[dict]) -> list[str]:
     return videos
 
 
-def option_token_ids(processor, options: list[str]) -> list[torch.Tensor]:
-    """Each option's tokens exactly as a training answer writes them right after the assistant header."""
-    return [torch.tensor(processor.tokenizer.encode(option, add_special_tokens=False)) for option in options]
-
-
-def option_log_likelihoods(model, processor, prompt: str, video, options: list[str]) -> torch.Tensor:
-    """Summed log-probability of each option's tokens after `prompt` (lmms-eval's `multiple_choice` scoring),
-    all options in one batch; `video` is a path or decoded frames, as the processor takes them."""
-    inputs = processor(text=[prompt], videos=[video])
-    prompt_ids, continuations = inputs["input_ids"][0], option_token_ids(processor, options)
-    rows = [torch.cat([prompt_ids, c]) for c in continuations]
-    logits = model(input_ids=pad_sequences(rows, processor.tokenizer.pad_token_id),
-                   attention_mask=pad_sequences([torch.ones_like(r) for r in rows], 0),
-                   pixel_values_videos=inputs["pixel_values_videos"].expand(len(rows), *[-1] * 4)).logits
-    start = len(prompt_ids) - 1
-    return torch.stack([logits[r, start:start + len(c)].log_softmax(-1).gather(-1, c[:, None]).sum()
-                        for r, c in enumerate(continuations)])
+def option_log_likelihoods(model, processor, row: dict, frames, options: list[str]) -> torch.Tensor:
+    """Summed log-probability of each option as the answer to `row`'s question (`multiple_choice_prompt`) with
+    `frames` as its video: the option scorer lmms-eval's `multiple_choice` tasks use too."""
+    prompt = multiple_choice_prompt(processor, row)
+    return continuation_log_likelihoods(model, processor, prompt, options, videos=[frames]).log_likelihoods
 
 
 @torch.no_grad()
@@ -154,7 +145,7 @@ def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], clo
     or another clip's for the control):
 
     - "letter": the MC question with its options; the answer is the option letter with the highest
-      next-token logit. Also returns `predicted <letter>`, the share of questions answered with each letter,
+      next-token log-probability. Also returns `predicted <letter>`, the share of questions answered with each letter,
       which shows a constant-answer collapse (the option letters are balanced in the data).
     - "cloze": the same question asked openly (its `video_qa_cloze.jsonl` twin); the answer is the option
       whose text the model finds most likely as the answer.
@@ -166,17 +157,14 @@ def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], clo
 
     model = load_stage_model(model_dir, VJEPA2VLMForConditionalGeneration).eval()
     processor = VJEPA2VLMProcessor.from_pretrained(model_dir)
-    letter_ids = letter_token_ids(processor.tokenizer)
+    letter_token_ids(processor.tokenizer)  # the letter way reads one supervised token: a split letter is an error
     groups = {"letter": defaultdict(list), "cloze": defaultdict(list)}
     predicted = defaultdict(int)
     for row, cloze, video in zip(rows, cloze_rows, videos):
         frames = load_video_frames(world / video, processor.num_frames, processor.frame_sampling, processor.target_fps)
-        inputs = processor(text=[multiple_choice_prompt(processor, row)], videos=[frames])
-        answer = LETTERS[int(model(**inputs).logits[0, -1, letter_ids].argmax())]
+        answer = LETTERS[int(option_log_likelihoods(model, processor, row, frames, list(LETTERS)).argmax())]
         predicted[answer] += 1
-        scores = option_log_likelihoods(model, processor, multiple_choice_prompt(processor, cloze), frames,
-                                        cloze["candidates"])
-        chosen = cloze["candidates"][int(scores.argmax())]
+        chosen = cloze["candidates"][int(option_log_likelihoods(model, processor, cloze, frames, cloze["candidates"]).argmax())]
         for group in ("all", row["question_type"]):
             groups["letter"][group].append(answer == row["answer_letter"])
             groups["cloze"][group].append(chosen == cloze["answer"])
@@ -246,9 +234,12 @@ def main(argv: list[str] | None = None) -> dict:
     own, others = [row["video"] for row in test], other_clip_videos(test)
     for name, model_dir in outputs.items():
         for label, videos in (("", own), (", another clip's video", others)):
+            started = time.monotonic()
             accuracy = multiple_choice_accuracy(model_dir, world, test, cloze, videos)
             rows[f"VLM, {name}{label}: option likelihood"] = accuracy["cloze"]
             rows[f"VLM, {name}{label}: option letter"] = accuracy["letter"]
+            print(f"  VLM, {name}{label}: option likelihood {100 * accuracy['cloze']['all']:.1f}%, option letter "
+                  f"{100 * accuracy['letter']['all']:.1f}% ({time.monotonic() - started:.0f} s)", flush=True)
     text = results_table(rows)
     print(f"\nheld-out video QA, multiple choice ({len(test)} questions), accuracy %\n\n{text}")
     out.mkdir(parents=True, exist_ok=True)

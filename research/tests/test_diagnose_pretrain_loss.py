@@ -8,7 +8,7 @@ from vjepa_vlm import VJEPA2Config, VJEPA2Model
 torch.set_num_threads(1)
 
 _spec = importlib.util.spec_from_file_location(
-    "diagnose_pretrain_loss", Path(__file__).parents[1] / "scripts" / "diagnose_pretrain_loss.py"
+    "diagnose_pretrain_loss", Path(__file__).parents[1] / "diagnose_pretrain_loss.py"
 )
 diag = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(diag)

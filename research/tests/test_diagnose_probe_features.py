@@ -6,7 +6,7 @@ import torch
 torch.set_num_threads(1)
 
 _spec = importlib.util.spec_from_file_location(
-    "diagnose_probe_features", Path(__file__).parents[1] / "scripts" / "diagnose_probe_features.py"
+    "diagnose_probe_features", Path(__file__).parents[1] / "diagnose_probe_features.py"
 )
 diag = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(diag)

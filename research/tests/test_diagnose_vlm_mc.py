@@ -1,8 +1,7 @@
-"""scripts/diagnose_vlm_mc.py runs end to end on a tiny world and its "another clip's video" is another clip's."""
+"""research/diagnose_vlm_mc.py runs end to end on a tiny world and its "another clip's video" is another clip's."""
 
 import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,9 @@ import torch
 from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_world import generate_world
 
-SCRIPTS = Path(__file__).parents[1] / "scripts"
+RESEARCH = Path(__file__).parents[1]
 torch.set_num_threads(1)
-sys.path.insert(0, str(SCRIPTS))  # the harness imports the pipeline's scoring helpers from scripts/vlm_pipeline.py
-spec = importlib.util.spec_from_file_location("diagnose_vlm_mc", SCRIPTS / "diagnose_vlm_mc.py")
+spec = importlib.util.spec_from_file_location("diagnose_vlm_mc", RESEARCH / "diagnose_vlm_mc.py")
 harness = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(harness)
 
@@ -65,7 +63,7 @@ def test_swapped_evaluation_uses_another_clip_for_every_row(world):
         assert set(data[other]) <= set(data[right])
 
 
-spec = importlib.util.spec_from_file_location("compare_vlm_seeds", SCRIPTS / "compare_vlm_seeds.py")
+spec = importlib.util.spec_from_file_location("compare_vlm_seeds", RESEARCH / "compare_vlm_seeds.py")
 compare = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(compare)
 
