@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# The README's test command: install into .venv (created if absent) and run the test suite.
-# lmms-eval (the `eval` extra) needs torchvision, so the test environment takes torch 2.14.1 + torchvision 0.29.1.
+# The README's test command: run the test suite in .venv, creating it with the README's install line if absent.
+# An existing .venv keeps its torch: the install is pinned to the torch already there, so a missing extra is
+# added without swapping the build (and pip stops with a conflict rather than fetch another torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
 . .venv/bin/activate
-pip install -q torch==2.14.1 torchvision==0.29.1 -e ".[test,eval]"
+if python -c "import torch" 2>/dev/null; then
+    torch_pin="torch==$(python -c 'import torch; print(torch.__version__.split("+")[0])')"
+else
+    torch_pin="torch==2.14.1"
+fi
+# The same extras as the README's install line: lmms-eval (`eval`) needs torchvision 0.29.1.
+pip install -q "$torch_pin" torchvision==0.29.1 -e ".[test,eval]"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 pytest -q --durations=15 "$@"
