@@ -52,7 +52,9 @@ def test_the_scored_position_is_the_one_whose_label_is_the_answer_letter(process
     assert processor.tokenizer.convert_ids_to_tokens([labels[i] for i in supervised]) == [answer, "<|im_end|>"]
 
 
-def test_option_likelihoods_batched_equal_each_option_scored_alone(processor, tmp_path):
+@pytest.mark.parametrize("options", [["Something getting smaller", "C", "Moving something up"], list(pipeline.LETTERS)],
+                         ids=["option texts, different lengths: padding matters", "letters: one token each"])
+def test_option_likelihoods_batched_equal_each_option_scored_alone(processor, tmp_path, options):
     import numpy as np
 
     from vjepa_vlm import VJEPA2VLMForConditionalGeneration
@@ -65,9 +67,8 @@ def test_option_likelihoods_batched_equal_each_option_scored_alone(processor, tm
     write_video(video, np.random.default_rng(0).integers(0, 255, (16, 64, 64, 3), dtype=np.uint8), fps=8.0)
     row = {"conversations": [{"from": "human", "value": "<video>\nWhat color is the star?"}, {"from": "gpt", "value": "red"}]}
     prompt = pipeline.multiple_choice_prompt(processor, row)
-    options = ["Something getting smaller", "C", "Moving something up"]  # different lengths: padding matters
+    batched = pipeline.option_log_likelihoods(model, processor, row, str(video), options)
     with torch.no_grad():
-        batched = pipeline.option_log_likelihoods(model, processor, prompt, str(video), options)
         for option, score in zip(options, batched):
             inputs = processor(text=[prompt + option], videos=[str(video)])
             n = len(processor.tokenizer.encode(option, add_special_tokens=False))
