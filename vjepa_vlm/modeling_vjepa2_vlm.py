@@ -26,6 +26,7 @@ from transformers.utils import ModelOutput
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
 from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, init_vjepa2_projection
 from vjepa_vlm.projector_vjepa2_vlm import VJEPA2VLMAttentivePooler, build_projector
+from vjepa_vlm.vision.attentive_pooler import PoolerAttention
 from vjepa_vlm.vision.encoder import VJEPA2VisionEncoder
 
 
@@ -90,6 +91,8 @@ class VJEPA2VLMPreTrainedModel(PreTrainedModel):
             init_vjepa2_projection(module, self.config.vision_config.initializer_range)
         if isinstance(module, VJEPA2VLMAttentivePooler):
             init.trunc_normal_(module.queries, std=self.config.vision_config.initializer_range)
+        if isinstance(module, PoolerAttention) and module.packed_projection:
+            module.reset_packed_projection()
 
 
 class VJEPA2VLMModel(VJEPA2VLMPreTrainedModel):

@@ -2,6 +2,12 @@
 
 Both take encoder features `(num_clips, t * h * w, vision_dim)` ordered (t, h, w) with the grid `(t, h, w)`
 and return `(num_clips, t * tokens_per_tubelet, text_dim)`, still in temporal order.
+
+The attentive pooler's attention is the one pooler attention (`vjepa_vlm.vision.attentive_pooler.PoolerAttention`),
+dispatched by `vision_config._attn_implementation` like the encoder it reads. Decision on its saved layout: the state
+dict keeps the keys of the `nn.MultiheadAttention` it replaced (`cross_attention.in_proj_weight`,
+`cross_attention.in_proj_bias`, `cross_attention.out_proj.*`), in the same parameter order, so VLM checkpoints and
+training states saved before load unchanged and no conversion step exists that could silently go wrong.
 """
 
 import torch
@@ -9,6 +15,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
+from vjepa_vlm.vision.attentive_pooler import PoolerAttention
 
 
 class VJEPA2VLMMLPProjector(nn.Module):
@@ -51,7 +58,9 @@ class VJEPA2VLMAttentivePooler(nn.Module):
         nn.init.trunc_normal_(self.queries, std=vision.initializer_range)
         self.norm_keys = nn.LayerNorm(dim, eps=vision.layer_norm_eps)
         # Heads follow the encoder's (64-dim heads for every V-JEPA 2 size), scaled by the number of feature layers.
-        self.cross_attention = nn.MultiheadAttention(dim, vision.num_attention_heads, batch_first=True)
+        self.cross_attention = PoolerAttention(
+            vision, dim, vision.num_attention_heads, output_projection=True, packed_projection=True
+        )
         self.norm_mlp = nn.LayerNorm(dim, eps=vision.layer_norm_eps)
         hidden = int(dim * vision.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), ACT2FN[config.projector_hidden_act], nn.Linear(hidden, dim))
@@ -63,7 +72,7 @@ class VJEPA2VLMAttentivePooler(nn.Module):
         tubelets = features.reshape(num_clips * t, h * w, dim)
         keys = self.norm_keys(tubelets)
         queries = self.queries.expand(tubelets.shape[0], -1, -1)
-        pooled, _ = self.cross_attention(queries, keys, keys, need_weights=False)
+        pooled = self.cross_attention(queries, keys)
         pooled = pooled + self.mlp(self.norm_mlp(pooled))
         return self.to_text(pooled).reshape(num_clips, t * self.num_queries, -1)
 
