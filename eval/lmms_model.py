@@ -30,8 +30,10 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from loguru import logger
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from vjepa_vlm.data.video_io import SAMPLING_MODES, VideoDecodeError
+from vjepa_vlm.eval.option_scoring import continuation_log_likelihoods
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
 from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor
 from vjepa_vlm.video_processing_vjepa2_vlm import load_video_frames, sample_frames
@@ -324,7 +326,8 @@ class VJEPA2VLMLmms(lmms):
         indexed = list(enumerate(requests))
         batches = self._batches(indexed, key=lambda pair: (pair[1].args[4], repr(sorted(pair[1].args[1].items()))), limit=self.args.batch_size)
         failures = []
-        for batch, visuals in prefetched(batches, lambda pair: self._load_visuals(pair[1]), self.args.decode_workers, self.args.decode_ahead):
+        loading = prefetched(batches, lambda pair: self._load_visuals(pair[1]), self.args.decode_workers, self.args.decode_ahead)
+        for batch, visuals in self._progress(loading, len(requests), "generate_until", len):
             failures += [v.error for v in visuals if v.error]
             ready = [(pair, v) for pair, v in zip(batch, visuals) if v.error is None]
             if not ready:
@@ -362,7 +365,8 @@ class VJEPA2VLMLmms(lmms):
         def load(group: list) -> LoadedVisuals:
             return self._load_visuals(group[0][1])
 
-        for wrapped, (visuals,) in prefetched([[g] for g in groups], load, self.args.decode_workers, self.args.decode_ahead):
+        loading = prefetched([[g] for g in groups], load, self.args.decode_workers, self.args.decode_ahead)
+        for wrapped, (visuals,) in self._progress(loading, len(requests), "loglikelihood", lambda wrapped: len(wrapped[0])):
             group = wrapped[0]
             if visuals.error:
                 failures += [visuals.error] * len(group)
@@ -374,37 +378,25 @@ class VJEPA2VLMLmms(lmms):
 
     def _score_continuations(self, group: list, visuals: LoadedVisuals) -> list[tuple[float, bool]]:
         context, _, _, doc_id, task, split = request_fields(group[0][1])
-        prompt_inputs = self._model_inputs([self._prompt(context, visuals.kinds)], [visuals])
-        prompt_ids = prompt_inputs["input_ids"][0]
-        continuations = []
+        texts = []
         for _, req in group:
             target = request_fields(req)[1]
-            text = target(self.task_dict[task][split][doc_id]) if callable(target) else target
-            ids = self.tokenizer(str(text), add_special_tokens=False)["input_ids"]
-            if not ids:
-                raise ValueError(f"vjepa2_vlm loglikelihood: {task} doc {doc_id}: continuation {text!r} tokenizes to nothing")
-            continuations.append(torch.tensor(ids, device=self._device))
-        scores = []
-        for start in range(0, len(continuations), self.args.batch_size):
-            chunk = continuations[start : start + self.args.batch_size]
-            rows = [torch.cat([prompt_ids, ids]) for ids in chunk]
-            width = max(len(row) for row in rows)
-            input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, device=self._device)
-            attention_mask = torch.zeros_like(input_ids)
-            for r, row in enumerate(rows):
-                input_ids[r, : len(row)], attention_mask[r, : len(row)] = row, 1
-            pixels = {}
-            if "pixel_values_videos" in prompt_inputs:
-                pixels["pixel_values_videos"] = prompt_inputs["pixel_values_videos"].repeat(len(rows), *[1] * 4)
-            if "pixel_values_images" in prompt_inputs:
-                pixels["pixel_values_images"] = prompt_inputs["pixel_values_images"].repeat(len(rows), 1, 1, 1)
-            with torch.inference_mode():
-                logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **pixels).logits.float()
-            for r, ids in enumerate(chunk):
-                span = logits[r, len(prompt_ids) - 1 : len(prompt_ids) - 1 + len(ids)]
-                logprobs = torch.log_softmax(span, dim=-1).gather(-1, ids[:, None]).squeeze(-1)
-                scores.append((float(logprobs.sum()), bool((span.argmax(-1) == ids).all())))
-        return scores
+            texts.append(str(target(self.task_dict[task][split][doc_id]) if callable(target) else target))
+        try:
+            scored = continuation_log_likelihoods(
+                self.model, self.processor, self._prompt(context, visuals.kinds), texts,
+                videos=visuals.videos, images=visuals.images, batch_size=self.args.batch_size,
+            )
+        except ValueError as error:
+            raise ValueError(f"vjepa2_vlm loglikelihood: {task} doc {doc_id}: {error}") from error
+        return list(zip(scored.log_likelihoods.tolist(), scored.greedy.tolist()))
+
+    def _progress(self, batches: Iterator[tuple[list, list]], total: int, call: str, size: Callable[[list], int]) -> Iterator[tuple[list, list]]:
+        """Yield `batches` while a progress bar (rank 0) counts the `size(batch)` requests of each one done."""
+        with tqdm(total=total, desc=f"vjepa2_vlm {call}", unit="request", disable=self._rank != 0) as bar:
+            for batch, loaded in batches:
+                yield batch, loaded
+                bar.update(size(batch))
 
     def _batches(self, indexed: list, key: Callable, limit: int | None) -> list[list]:
         """Consecutive runs of requests sharing `key`, at most `limit` long (unbounded when None)."""

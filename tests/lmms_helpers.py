@@ -1,15 +1,18 @@
 """Tiny checkpoints, videos and lmms-eval requests for the lmms-eval tests (built offline, in a few seconds)."""
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
+from lmms_eval.api.instance import Instance
 from transformers import Qwen2Config
 
 from vjepa_vlm import VJEPA2Config, VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration, VJEPA2VLMProcessor
 from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
 from vjepa_vlm.data.video_io import write_video
 
+TASKS_DIR = Path(__file__).resolve().parents[1] / "eval" / "tasks"
 CORPUS = [
     "Which action best describes what happens to the red circle? A. B. C. D.",
     "Answer with the option's letter from the given choices directly.",
@@ -45,12 +48,18 @@ def write_random_video(path: Path, frames: int = 12, seed: int = 0) -> Path:
     return path
 
 
-def make_request(request_type: str, arguments: tuple, task: str, doc_id: int):
-    from lmms_eval.api.instance import Instance
-
+def make_request(request_type: str, arguments: tuple, task: str, doc_id: int) -> Instance:
     return Instance(request_type=request_type, arguments=arguments, idx=0, metadata={"task": task, "doc_id": doc_id, "repeats": 1})
 
 
 def visual_of(doc: dict) -> list:
     """A task's `doc_to_visual` for the hand-made documents of these tests."""
     return list(doc["visuals"])
+
+
+def load_task_utils():
+    """The local tasks' `eval/tasks/utils.py`, loaded by path as lmms-eval loads it (`!function utils.x`)."""
+    spec = importlib.util.spec_from_file_location("vjepa_synth_task_utils", TASKS_DIR / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

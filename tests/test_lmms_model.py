@@ -5,14 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from lmms_eval.models import get_model
+from lmms_helpers import build_tiny_checkpoint, load_task_utils, make_request, visual_of, write_random_video
+from PIL import Image
 
-pytest.importorskip("lmms_eval")
-
-from lmms_helpers import build_tiny_checkpoint, make_request, visual_of, write_random_video  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from vjepa_vlm.data.video_io import VideoDecodeError  # noqa: E402
-from vjepa_vlm.eval.lmms_model import LmmsModelArgs, VJEPA2VLMLmms, truncate_at_stop  # noqa: E402
+from vjepa_vlm.data.video_io import VideoDecodeError, load_video_frames
+from vjepa_vlm.eval.lmms_model import LmmsModelArgs, VJEPA2VLMLmms, truncate_at_stop
+from vjepa_vlm.scripts import vlm_pipeline
 
 torch.set_num_threads(2)
 TASK, SPLIT = "toy", "test"
@@ -49,8 +48,6 @@ def generation_requests(docs, ids):
 
 
 def test_entry_point_resolves_to_our_class():
-    from lmms_eval.models import get_model
-
     assert get_model("vjepa2_vlm") is VJEPA2VLMLmms
 
 
@@ -138,6 +135,28 @@ def test_loglikelihood_matches_direct_forward_and_batching(checkpoint, docs):
     finally:
         hook.remove()
     assert [g[1] for g in greedy] == [True, False]
+
+
+@pytest.mark.parametrize("form", ["letters", "cloze"])
+def test_pipeline_and_lmms_eval_give_the_same_log_likelihoods(checkpoint, docs, form):
+    """The pipeline's held-out evaluation and an lmms-eval `multiple_choice` task score one question alike."""
+    utils = load_task_utils()
+    options = ["Moving something left", "Something getting smaller", "Something getting bigger", "Moving something up"]
+    question = "<video>\nWhich action best describes what happens to the red circle?"
+    if form == "letters":
+        question += "".join(f"\n{letter}. {option}" for letter, option in zip("ABCD", options))
+        question += "\nAnswer with the option's letter from the given choices directly."
+        options = list(vlm_pipeline.LETTERS)
+    row = {"conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": options[1]}],
+           "visuals": docs[0]["visuals"]}
+    lm = make_lm(checkpoint, [row], batch_size=len(options))
+    # The requests lmms-eval builds for a `multiple_choice` task with `target_delimiter: ""` (ours).
+    requests = [make_request("loglikelihood", (utils.doc_to_text(row), option, visual_of, 0, TASK, SPLIT), TASK, 0) for option in options]
+    through_lmms_eval = [score for score, _ in lm.loglikelihood(requests)]
+    processor = lm.processor
+    frames = load_video_frames(row["visuals"][0], processor.num_frames, processor.frame_sampling, processor.target_fps)
+    through_pipeline = vlm_pipeline.option_log_likelihoods(lm.model, processor, row, frames, options).tolist()
+    assert through_lmms_eval == through_pipeline and len(set(through_pipeline)) == len(options)
 
 
 def test_loglikelihood_of_unreadable_visual_is_minus_infinity(checkpoint, docs):

@@ -1,28 +1,16 @@
 """Scoring of the local `vjepa_synth_*` tasks and the YAMLs that point them at a world directory."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 from lmms_eval.api.instance import unwrap_generation_output
 from lmms_eval.utils import load_yaml_config
+from lmms_helpers import load_task_utils
 
 from vjepa_vlm.eval.local_tasks import LOCAL_TASKS, write_task_configs
 
-TASKS_DIR = Path(__file__).resolve().parents[1] / "eval" / "tasks"
-
-
-def _load_task_utils():
-    # lmms-eval loads this file by path (`!function utils.x`), so the tests do too.
-    spec = importlib.util.spec_from_file_location("vjepa_synth_task_utils", TASKS_DIR / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-utils = _load_task_utils()
+utils = load_task_utils()
 MC_DOC = {
     "id": "test-0-q0", "question_type": "motion", "format": "mc", "answer": "Something getting smaller",
     "options": ["Moving something left", "Something getting smaller", "Something getting bigger", "Moving something up"],
