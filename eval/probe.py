@@ -22,7 +22,8 @@ from torch import nn
 from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
 from vjepa_vlm.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from vjepa_vlm.data.video_io import read_video, video_info
-from vjepa_vlm.modeling_vjepa2_probe import POSITION_EMBEDDINGS, VJEPA2ProbeHead, probe_tokens
+from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ProbeHead, probe_tokens
+from vjepa_vlm.vision.attentive_pooler import POSITION_EMBEDDINGS
 from vjepa_vlm.vision.pretraining import weight_decay_param_groups
 from vjepa_vlm.vision.schedules import OptimizerScheduler, warmup_cosine
 

@@ -138,10 +138,10 @@ def test_run_probe_script_end_to_end_on_a_tiny_world(tmp_path):
 
 
 def test_few_query_attention_path_equals_projecting_every_token():
-    from vjepa_vlm.modeling_vjepa2_probe import PoolerAttention
+    from vjepa_vlm.vision.attentive_pooler import PoolerAttention
 
     torch.manual_seed(0)
-    attention = PoolerAttention(96, 16, output_projection=False)
+    attention = PoolerAttention(VJEPA2Config(), 96, 16, output_projection=False)
     for param in attention.parameters():
         torch.nn.init.normal_(param, std=0.2)
     queries, tokens = torch.randn(3, 1, 96), torch.randn(3, 50, 96)
@@ -177,7 +177,7 @@ def test_sincos_positions_make_the_pooler_order_aware_and_keep_the_transformers_
 
 
 def test_sincos_embedding_gives_every_grid_token_its_own_code_and_repeats_per_layer():
-    from vjepa_vlm.modeling_vjepa2_probe import sincos_position_embedding
+    from vjepa_vlm.vision.attentive_pooler import sincos_position_embedding
 
     embedding = sincos_position_embedding((4, 8, 8), 96)
     assert embedding.shape == (256, 96) and embedding.abs().max() <= 1
