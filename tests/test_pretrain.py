@@ -9,7 +9,7 @@ from vjepa_vlm.data.pretrain_dataset import DataArgs, PretrainMixture, SourceArg
 from vjepa_vlm.data.video_io import write_video
 from vjepa_vlm.train.checkpoint import latest_checkpoint
 from vjepa_vlm.train.config import load_config
-from vjepa_vlm.train.pretrain import TINY_RECIPE, PretrainConfig, train
+from vjepa_vlm.train.pretrain import TINY_RECIPE, PretrainConfig, load_recipe, train
 from vjepa_vlm.vision.masking import MultiBlockMaskGenerator
 from vjepa_vlm.vision.pretraining import VJEPA2Pretrainer, ema_update
 
@@ -144,13 +144,13 @@ def test_config_errors_say_what_to_fix(tmp_path, tiny_sources):
 
 
 def test_tiny_recipe_loads_and_validates():
-    config = load_config(PretrainConfig, TINY_RECIPE)
-    assert config.model.preset == "vjepa2-tiny" and config.validate() == []
+    config = load_recipe(TINY_RECIPE)
+    assert config.model.preset == "vjepa2-tiny" and config.synthetic_world.dir == "runs/synthetic_world"
 
 
 def test_tiny_motion_recipe_is_the_published_command():
     """The recipe file equals the tiny recipe with the overrides of the BENCHMARKS command it stands for."""
-    recipe = load_config(PretrainConfig, TINY_RECIPE.with_name("pretrain_tiny_motion.yaml"))
+    recipe = load_recipe(TINY_RECIPE.with_name("pretrain_tiny_motion.yaml"))
     overrides = [
         "steps=1600", "optim.warmup_steps=200", "optim.decay_steps=400", "checkpoint.every_steps=400",
         "checkpoint.keep_last=4", "log_every=100", "checkpoint.dir=runs/pretrain_tiny_motion",
@@ -158,7 +158,7 @@ def test_tiny_motion_recipe_is_the_published_command():
         "optim.lr=1e-4", "optim.start_lr=1e-5", "optim.ema=0.9995", "optim.final_ema=0.9995",
         "mask.configs=[{num_blocks: 1, spatial_scale: [1.0, 1.0], temporal_scale: [0.5, 0.5], aspect_ratio: [1.0, 1.0]}]",
     ]
-    assert recipe == load_config(PretrainConfig, TINY_RECIPE, overrides) and recipe.validate() == []
+    assert recipe == load_recipe(TINY_RECIPE, overrides)
 
 
 def test_stream_sampler_shards_positions_by_rank_and_resumes_at_a_position():

@@ -7,12 +7,15 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from vjepa_vlm.train.checkpoint import (
     CheckpointArgs,
+    DamagedCheckpointError,
     check_same_architecture,
     latest_checkpoint,
-    load_checkpoint,
+    load_checkpoint_state,
+    load_model_weights,
     save_checkpoint,
 )
 from vjepa_vlm.train.config import load_config, parse_overrides, save_config, validate_config
+from vjepa_vlm.train.loop import truncate_metrics
 from vjepa_vlm.vision.masking import MaskArgs
 from vjepa_vlm.vision.pretraining import weight_decay_param_groups
 from vjepa_vlm.vision.schedules import (
@@ -136,26 +139,42 @@ def test_validate_config_reports_every_problem():
 # --- checkpoints ----------------------------------------------------------------------------
 
 
-def test_checkpoint_roundtrip_restores_model_optimizer_scheduler_and_rng(tmp_path):
-    torch.manual_seed(0)
-    model = TinyModel(TinyConfig())
+def _prepared(seed=0, width=4):
+    """A tiny model, its optimizer and scheduler, prepared by an accelerator of their own."""
+    from accelerate import Accelerator
+
+    torch.manual_seed(seed)
+    accelerator = Accelerator(cpu=True)
+    model = TinyModel(TinyConfig(width=width))
     optimizer = torch.optim.AdamW(weight_decay_param_groups(model), lr=1e-2)
+    model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = OptimizerScheduler(optimizer, lambda s: 1e-2 / (s + 1), lambda s: 0.04)
+    return accelerator, model, optimizer, scheduler
+
+
+def _save(run_dir, step, keep_last=0, width=4):
+    accelerator, model, optimizer, scheduler = _prepared(width=width)
+    state = {"totals": {"position": 12}, "scheduler": scheduler.state_dict()}
+    return save_checkpoint(run_dir, step, accelerator, {"model": model}, state, RunConfig(), keep_last)
+
+
+def test_checkpoint_roundtrip_restores_model_optimizer_scheduler_and_rng(tmp_path):
+    accelerator, model, optimizer, scheduler = _prepared()
     model(torch.randn(2, 4)).sum().backward()
     optimizer.step()
     scheduler.step()
-    path = save_checkpoint(tmp_path, 3, {"model": model}, optimizer, scheduler, {"position": 12}, RunConfig())
+    state = {"totals": {"position": 12}, "scheduler": scheduler.state_dict()}
+    path = save_checkpoint(tmp_path, 3, accelerator, {"model": model}, state, RunConfig())
     expected_random = torch.rand(3)
 
     assert path == latest_checkpoint(tmp_path) and (path / "config.yaml").is_file()
+    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "model", "trainer_state.json", "training_state"]
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")]
     assert TinyModel.from_pretrained(path / "model").linear.weight.allclose(model.linear.weight)
 
-    fresh = TinyModel(TinyConfig())
-    fresh_optimizer = torch.optim.AdamW(weight_decay_param_groups(fresh), lr=1e-2)
-    fresh_scheduler = OptimizerScheduler(fresh_optimizer, scheduler.lr_fn, scheduler.weight_decay_fn)
-    state = load_checkpoint(path, {"model": fresh}, fresh_optimizer, fresh_scheduler)
-    assert state == {"step": 3, "position": 12}
+    fresh_accelerator, fresh, fresh_optimizer, fresh_scheduler = _prepared(seed=1)
+    restored = load_checkpoint_state(path, fresh_accelerator, fresh_scheduler)
+    assert (restored["step"], restored["world_size"], restored["totals"]) == (3, 1, {"position": 12})
     assert torch.equal(fresh.linear.weight, model.linear.weight)
     assert fresh_scheduler.step_count == 1
     assert torch.equal(fresh_optimizer.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
@@ -163,16 +182,51 @@ def test_checkpoint_roundtrip_restores_model_optimizer_scheduler_and_rng(tmp_pat
 
 
 def test_keep_last_prunes_old_checkpoints(tmp_path):
-    model = TinyModel(TinyConfig())
     for step in (1, 2, 3):
-        save_checkpoint(tmp_path, step, {"model": model}, keep_last=2)
+        _save(tmp_path, step, keep_last=2)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["step_00000002", "step_00000003"]
 
 
+@pytest.mark.parametrize("damage", ["truncate", "delete", "state"])
+def test_damaged_checkpoint_is_refused_naming_the_file(tmp_path, damage):
+    path = _save(tmp_path, 1)
+    weights = path / "training_state" / "model.safetensors"
+    if damage == "truncate":  # what a full disk or an interrupted copy leaves
+        weights.write_bytes(weights.read_bytes()[:-100])
+        pattern = rf"checkpoint {path} is damaged: {weights} holds \d+ bytes, \d+ were written; delete {path}"
+    elif damage == "delete":
+        weights.unlink()
+        pattern = rf"checkpoint {path} is damaged: {weights} is missing"
+    else:
+        state_file = path / "trainer_state.json"
+        state_file.write_text(state_file.read_text()[:40])
+        pattern = rf"checkpoint {path} is damaged: {state_file} is not valid JSON"
+    accelerator, _, _, scheduler = _prepared()
+    with pytest.raises(DamagedCheckpointError, match=pattern):
+        load_checkpoint_state(path, accelerator, scheduler)
+
+
+def test_metrics_truncation_is_atomic_and_keeps_rows_up_to_the_step(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(f'{{"step": {s}, "loss": 1.0}}\n' for s in range(1, 6)))
+    original = path.read_text()
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("os.replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        truncate_metrics(path, 2)
+    assert path.read_text() == original  # an interruption leaves the old log whole
+    monkeypatch.undo()
+    truncate_metrics(path, 2)
+    assert [line for line in path.read_text().splitlines()] == original.splitlines()[:2]
+
+
 def test_resume_into_another_architecture_is_a_clear_error(tmp_path):
-    path = save_checkpoint(tmp_path, 1, {"model": TinyModel(TinyConfig(width=4))})
+    path = _save(tmp_path, 1)
     with pytest.raises(ValueError, match=r"different architecture.*width=4 \(model: 8\)"):
         check_same_architecture(TinyModel(TinyConfig(width=8)), path / "model")
-    with pytest.raises(FileNotFoundError, match="no 'encoder' model directory"):
-        load_checkpoint(path, {"encoder": TinyModel(TinyConfig())})
+    with pytest.raises(ValueError, match="different architecture"):
+        load_model_weights(TinyModel(TinyConfig(width=8)), path / "model")

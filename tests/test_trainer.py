@@ -26,8 +26,9 @@ def test_interrupted_and_resumed_run_continues_the_same_loss_curve(tmp_path):
     root = tmp_path / "whole" / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["step_00000002", "step_00000004"]  # no temp dirs left
     step = root / "step_00000004"
-    assert json.loads((step / "trainer_state.json").read_text()) == {"step": 4, "world_size": 1, "skipped": 0}
-    assert (step / "config.yaml").is_file() and (step / "training_state").is_dir()
+    state = json.loads((step / "trainer_state.json").read_text())
+    assert (state["step"], state["world_size"], state["totals"]) == (4, 1, {"skipped_samples": 0})
+    assert sorted(p.name for p in step.iterdir()) == ["config.yaml", "model", "trainer_state.json", "training_state"]
     _, first = _train(tmp_path / "split", stop_after=2)
     assert [m["step"] for m in first] == [1, 2]
     output, resumed = _train(tmp_path / "split")

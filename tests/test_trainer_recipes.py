@@ -8,7 +8,7 @@ import torch
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
 from vjepa_vlm.train.config import load_config, validate_config
-from vjepa_vlm.train.run_stage import RECIPES, StageConfig
+from vjepa_vlm.train.run_stage import RECIPES, EmbeddedStageConfig, StageConfig, load_stage_config
 from vjepa_vlm.train.stages import check_module_paths
 
 STAGE_RECIPES = sorted(RECIPES.glob("stage*.yaml"))
@@ -17,7 +17,7 @@ PRESETS = {"llava_qwen2_7b": "vjepa2-vitg-qwen2-7b", "plm_llama31_8b": "vjepa2-v
 
 
 def _recipe(name) -> StageConfig:
-    config = load_config(StageConfig, RECIPES / name)
+    config = load_stage_config(RECIPES / name)
     validate_config(config)
     return config
 
@@ -69,3 +69,25 @@ def test_unknown_recipe_key_names_it(tmp_path):
     bad.write_text(Path(RECIPES / "stage2_tiny.yaml").read_text() + "\nlearning_rate: 1.0\n")
     with pytest.raises(ValueError, match="learning_rate"):
         load_config(StageConfig, bad)
+
+
+@pytest.mark.parametrize("recipe", [p.name for p in STAGE_RECIPES], ids=lambda n: n.removesuffix(".yaml"))
+def test_only_the_tiny_recipes_carry_the_embedded_default(recipe):
+    config = _recipe(recipe)
+    tiny = "tiny" in recipe
+    assert type(config) is (EmbeddedStageConfig if tiny else StageConfig)
+    assert tiny or not any(word in (RECIPES / recipe).read_text() for word in ("embedded", "synthetic"))
+
+
+def test_product_config_has_no_demo_fields():
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['embedded'\]"):
+        load_stage_config(RECIPES / "stage1_llava_qwen2_7b.yaml", ["embedded.world_dir=runs/w"])
+    with pytest.raises(ValueError, match="model.init_from is empty"):
+        validate_config(load_config(StageConfig, overrides=["data.sources=[{path: a.jsonl}]"]))
+
+
+def test_data_workers_are_a_stage_setting():
+    config = load_stage_config(RECIPES / "stage1_tiny.yaml", ["data.num_workers=2"])
+    assert config.data.num_workers == 2
+    with pytest.raises(ValueError, match="data.num_workers must be >= 0"):
+        validate_config(load_stage_config(RECIPES / "stage1_tiny.yaml", ["data.num_workers=-1"]))

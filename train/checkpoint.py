@@ -1,33 +1,36 @@
-"""Atomic, resumable Hugging Face checkpoints.
+"""The one checkpoint layout and writer of every trainer: atomic, resumable Hugging Face checkpoints.
 
-A checkpoint is a directory `step_XXXXXXXX/` holding one `save_pretrained` directory per model (each
-loadable with `from_pretrained`), the resolved `config.yaml`, and `training_state/` with the optimizer,
-scheduler, step, data position and RNG states. It is written under a temporary name and renamed
-into place, so a crash never leaves a half-written checkpoint that resume would pick up.
+A checkpoint is a directory `<run dir>/checkpoints/step_XXXXXXXX/` holding
 
-Runs under `accelerate launch` pass their `Accelerator`: every rank then calls `save_checkpoint`, and the optimizer
-and RNG states go through accelerate's `save_state` into `training_state/accelerate/`, one file per rank, because a
-DeepSpeed ZeRO optimizer holds only its rank's partition and each rank draws its own random numbers.
+* one `save_pretrained` directory per model, named by the trainer (`model/` for a VLM stage,
+  `online/` and `target/` for pretraining), each loadable with `from_pretrained`;
+* `training_state/`: accelerate's `save_state` of every rank (prepared model, optimizer partition, RNG);
+* `trainer_state.json`: step, world size, the loop's running totals (data position, skipped samples),
+  the scheduler state, and the size of every other file of the checkpoint;
+* `config.yaml`: the resolved config of the run.
+
+It is written under a temporary name and renamed into place, so a crash never leaves a half-written
+checkpoint that resume would pick up; a file damaged afterwards (truncated by a full disk, a partial
+copy) is caught by its recorded size before anything is loaded, naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from safetensors import safe_open
 
 from vjepa_vlm.train.config import save_config
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
+STATE_FILE = "trainer_state.json"
+TRAINING_STATE = "training_state"
 
 
 @dataclass
@@ -58,6 +61,10 @@ class CheckpointArgs:
         return errors
 
 
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or unreadable."""
+
+
 def checkpoint_root(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "checkpoints"
 
@@ -71,95 +78,101 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return steps[-1] if steps else None
 
 
-def _rng_state() -> dict:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuple(value):
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+def _file_sizes(directory: Path) -> dict[str, int]:
+    return {str(p.relative_to(directory)): p.stat().st_size for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def save_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
-    models: dict,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler=None,
-    trainer_state: dict | None = None,
+    accelerator,
+    models: Mapping[str, object],
+    state: dict | None = None,
     config=None,
     keep_last: int = 0,
-    accelerator=None,
 ) -> Path:
-    """Write `<run_dir>/checkpoints/step_<step>` atomically and return its path.
+    """Write `<run_dir>/checkpoints/step_<step>` atomically and return its path; every rank calls it.
 
     Args:
         run_dir: run directory.
         step: optimizer steps done; names the directory.
-        models: name -> `PreTrainedModel`; each is saved with `save_pretrained` into `<name>/`.
-        optimizer, scheduler: objects with `state_dict()`; saved in `training_state/`.
-        trainer_state: JSON-serializable loop state (data position, running sums, ...).
+        accelerator: the run's `Accelerator` after `prepare`; its `save_state` writes `training_state/`.
+        models: directory name -> a `PreTrainedModel` (written by the main process with `save_pretrained`)
+            or a callable taking the directory, which every rank calls (a model whose weights must first be
+            gathered across ranks, such as a VLM stage under ZeRO-3).
+        state: JSON-serializable loop state (running totals, scheduler state), saved in `trainer_state.json`.
         config: the resolved config dataclass, saved as `config.yaml`.
         keep_last: delete all but this many newest checkpoints afterwards (0 keeps all).
-        accelerator: the run's `Accelerator` after `prepare`; then all ranks must call this, the optimizer
-            and RNG states of every rank are saved by `accelerator.save_state`, the rest by the main process.
     """
     root = checkpoint_root(run_dir)
     final = root / f"step_{step:08d}"
-    is_main = accelerator is None or accelerator.is_main_process
-    if accelerator is None:
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    else:
-        # Every rank writes into the same staging directory, so its name cannot be random.
-        staging = root / f".tmp-{final.name}"
-        if is_main:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-    state_dir = staging / "training_state"
-    if accelerator is not None:
-        accelerator.save_state(str(state_dir / "accelerate"))
-        # The main process renames the staging directory below: every rank must be done writing into it.
-        accelerator.wait_for_everyone()
-    if is_main:
-        for name, model in models.items():
+    # Every rank writes into the same staging directory, so its name cannot be random.
+    staging = root / f".tmp-{final.name}"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging / TRAINING_STATE))
+    for name, model in models.items():
+        if not hasattr(model, "save_pretrained"):
+            model(staging / name)
+        elif accelerator.is_main_process:
             model.save_pretrained(staging / name)
-        state_dir.mkdir(exist_ok=True)
-        if optimizer is not None and accelerator is None:
-            torch.save(optimizer.state_dict(), state_dir / "optimizer.pt")
-        if scheduler is not None:
-            torch.save(scheduler.state_dict(), state_dir / "scheduler.pt")
-        if accelerator is None:
-            torch.save(_rng_state(), state_dir / "rng.pt")
-        (state_dir / "trainer_state.json").write_text(json.dumps({"step": step, **(trainer_state or {})}, indent=2))
+    # The main process lists and renames the staging directory below: every rank must be done writing into it.
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
         if config is not None:
             save_config(config, staging / "config.yaml")
+        record = {"step": step, "world_size": accelerator.num_processes, **(state or {}),
+                  "files": _file_sizes(staging)}
+        (staging / STATE_FILE).write_text(json.dumps(record, indent=2))
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
         if keep_last > 0:
             for old in sorted(p for p in root.iterdir() if STEP_DIR.match(p.name))[:-keep_last]:
                 shutil.rmtree(old)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
+    accelerator.wait_for_everyone()
     return final
+
+
+def read_checkpoint_state(path: str | os.PathLike) -> dict:
+    """The `trainer_state.json` of a checkpoint, after checking every file it lists is there, whole."""
+    path = Path(path)
+    state_file = path / STATE_FILE
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint directory (no {STATE_FILE})")
+    advice = f"delete {path} to resume from the checkpoint before it"
+    try:
+        state = json.loads(state_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedCheckpointError(f"checkpoint {path} is damaged: {state_file} is not valid JSON ({error}); "
+                                     f"{advice}") from None
+    for name, size in state.get("files", {}).items():
+        file = path / name
+        found = file.stat().st_size if file.is_file() else None
+        if found != size:
+            what = "is missing" if found is None else f"holds {found} bytes, {size} were written"
+            raise DamagedCheckpointError(f"checkpoint {path} is damaged: {file} {what}; {advice}")
+    return state
+
+
+def load_checkpoint_state(path: str | os.PathLike, accelerator, scheduler=None) -> dict:
+    """Restore what `save_checkpoint` saved into a prepared run; return the loop state of `trainer_state.json`.
+
+    `accelerator.load_state` restores the prepared model, each rank's optimizer partition and RNG states;
+    `scheduler` (anything with `load_state_dict`) gets the state saved beside them.
+    """
+    path = Path(path)
+    state = read_checkpoint_state(path)
+    try:
+        accelerator.load_state(str(path / TRAINING_STATE))
+    except Exception as error:  # a file damaged in place (same size) only shows when its reader chokes on it
+        raise DamagedCheckpointError(f"checkpoint {path} is damaged: loading {path / TRAINING_STATE} failed with "
+                                     f"{type(error).__name__}: {error}") from error
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    return state
 
 
 def _saved_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
@@ -213,46 +226,3 @@ def load_model_weights(model, model_dir: str | os.PathLike) -> None:
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [k for k in missing if not _is_tied(model, k)]:
         raise ValueError(f"{model_dir}: missing weights {missing[:5]}, unexpected weights {unexpected[:5]}")
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    models: dict,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler=None,
-    restore_rng: bool = True,
-    accelerator=None,
-) -> dict:
-    """Restore models (and optimizer, scheduler, RNG) from a checkpoint; return its trainer state.
-
-    A checkpoint saved with an `accelerator` is restored with one, after `prepare`: `accelerator.load_state` then
-    restores the prepared model, each rank's optimizer partition and RNG states (`models` are loaded as well,
-    which is what a caller that has not prepared yet needs: call once with `models` only before `prepare`).
-    """
-    path = Path(path)
-    if not (path / "training_state" / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint directory (no training_state/trainer_state.json)")
-    for name, model in models.items():
-        if not (path / name).is_dir():
-            raise FileNotFoundError(f"checkpoint {path} has no '{name}' model directory")
-        load_model_weights(model, path / name)
-    state_dir = path / "training_state"
-    saved_by_accelerate = (state_dir / "accelerate").is_dir()
-    if saved_by_accelerate and accelerator is None and (optimizer is not None or restore_rng):
-        raise ValueError(
-            f"{path} holds per-rank training state saved by accelerate; restore its optimizer and RNG with "
-            "load_checkpoint(..., accelerator=...) after accelerator.prepare, or pass optimizer=None, restore_rng=False"
-        )
-    if accelerator is not None:
-        if not saved_by_accelerate:
-            raise ValueError(f"{path} was saved without an accelerator (no training_state/accelerate/)")
-        accelerator.load_state(str(state_dir / "accelerate"))
-    elif optimizer is not None:
-        optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
-    if scheduler is not None:
-        scheduler.load_state_dict(torch.load(state_dir / "scheduler.pt", weights_only=True))
-    if restore_rng and accelerator is None:
-        rng = torch.load(state_dir / "rng.pt", weights_only=True)
-        rng["python"] = _as_tuple(rng["python"])
-        _set_rng_state(rng)
-    return json.loads((state_dir / "trainer_state.json").read_text())

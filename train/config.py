@@ -118,6 +118,17 @@ def config_to_dict(config) -> dict:
     return plain(dataclasses.asdict(config))
 
 
+def flatten_config(tree: dict, prefix: str = "") -> dict:
+    """`{"optim": {"lr": 1}}` as `{"optim.lr": 1}` (empty sections stay as leaves)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] = ()) -> T:
     """Build `cls` from its defaults, then the YAML file at `path`, then `key=value` overrides.
 
@@ -141,6 +152,16 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         values = _merge(values, loaded)
     values = _merge(values, parse_overrides(list(overrides)))
     return _build(cls, values)
+
+
+def config_class_for(path: str | os.PathLike, base: type, by_section: dict[str, type]) -> type:
+    """The config class of a recipe file: `by_section[name]` if the file has a top-level `name:` section, else
+    `base`. An entry point's tiny recipes opt into their demo data this way (e.g. `synthetic_world:`), so the
+    product config never carries it."""
+    path = Path(path)
+    loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
+    sections = set(loaded) if isinstance(loaded, dict) else set()
+    return next((cls for name, cls in by_section.items() if name in sections), base)
 
 
 def validate_config(config) -> None:

@@ -31,10 +31,10 @@ TOKENIZER_MANIFESTS = ("image_captions", "image_qa", "video_captions", "video_qa
 
 @dataclass
 class EmbeddedArgs:
-    """The tiny default model and data.
+    """The tiny default model and data (the `embedded:` section of the tiny stage recipes).
 
     Args:
-        world_dir: synthetic world root, generated when absent ("" = no synthetic world, real data).
+        world_dir: synthetic world root, generated when absent.
         world_train, world_test: clips per split of a generated world.
         world_seed: seed of a generated world.
         init_dir: where the assembled tiny VLM (stage 1's starting point) is cached.

@@ -4,19 +4,20 @@
     accelerate launch train/pretrain.py ... distributed.backend=deepspeed distributed.deepspeed_config=train/deepspeed_zero2.json
     python train/pretrain.py            # the tiny CPU recipe on the synthetic world (generated if absent)
 
-The run directory (`checkpoint.dir`) receives `metrics.jsonl` (one row per step: loss, lr, weight
-decay, EMA momentum, feature std of target and context, skipped files), `loss_curve.png`, and
-checkpoints whose `online/` and `target/` folders load with `VJEPA2Model.from_pretrained`; `target/`
-holds the EMA encoder, the one to probe. A cooldown run (progressive resolution) sets
-`checkpoint.init_from` to a constant-phase checkpoint and changes `data.num_frames` / `data.crop_size`.
+A recipe with a `synthetic_world:` section (the tiny recipes, the default without `--config`) pretrains on
+the synthetic world, generated when absent; any other recipe lists its manifests in `data.sources`.
+The loop is `vjepa_vlm.train.loop.TrainingLoop`; the run directory (`checkpoint.dir`) receives `metrics.jsonl`
+(one row per step: loss, lr, weight decay, EMA momentum, feature std and effective rank of target and
+context, skipped files), `loss_curve.png`, and checkpoints whose `online/` and `target/` folders load with
+`VJEPA2Model.from_pretrained`; `target/` holds the EMA encoder, the one to probe. A cooldown run
+(progressive resolution) sets `checkpoint.init_from` to a constant-phase checkpoint and changes
+`data.num_frames` / `data.crop_size`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +28,10 @@ from torch.utils.data import DataLoader
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.data.pretrain_dataset import DataArgs, PretrainMixture, SourceArgs, StreamPositionSampler
 from vjepa_vlm.data.synthetic_world import generate_world
-from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
-from vjepa_vlm.train.config import load_config, save_config, validate_config
+from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint, load_model_weights, read_checkpoint_state
+from vjepa_vlm.train.config import config_class_for, load_config, validate_config
 from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator
-from vjepa_vlm.train.loss_curve import write_loss_curve
+from vjepa_vlm.train.loop import StepOutput, TrainingLoop
 from vjepa_vlm.vision.masking import MaskArgs, MultiBlockMaskCollator, grid_size_for
 from vjepa_vlm.vision.pretraining import VJEPA2Pretrainer, weight_decay_param_groups
 from vjepa_vlm.vision.schedules import OptimArgs, OptimizerScheduler, ema_at, lr_at, weight_decay_at
@@ -56,7 +57,7 @@ class ModelArgs:
 
 @dataclass
 class SyntheticWorldArgs:
-    """The synthetic world used when `data.sources` is empty; generated when `<dir>/meta.json` is absent.
+    """The synthetic world the tiny recipes pretrain on; generated when `<dir>/meta.json` is absent.
 
     Args:
         dir: world directory (manifests under `<dir>/train/`; test clips are never pretrained on).
@@ -92,7 +93,6 @@ class PretrainConfig:
     optim: OptimArgs = field(default_factory=OptimArgs)
     checkpoint: CheckpointArgs = field(default_factory=CheckpointArgs)
     distributed: DistributedArgs = field(default_factory=DistributedArgs)
-    synthetic_world: SyntheticWorldArgs = field(default_factory=SyntheticWorldArgs)
     steps: int = 100
     stop_at_step: int | None = None
     seed: int = 0
@@ -100,6 +100,9 @@ class PretrainConfig:
 
     def validate(self) -> list[str]:
         errors = []
+        if not self.data.sources:
+            errors.append("data.sources is empty: list the manifests to pretrain on (the tiny recipes pretrain on "
+                          "the synthetic world instead, through their `synthetic_world:` section)")
         if self.steps < 1:
             errors.append(f"steps must be >= 1, got {self.steps}")
         if self.optim.schedule == "wsd" and self.optim.warmup_steps + self.optim.decay_steps > self.steps:
@@ -115,6 +118,17 @@ class PretrainConfig:
         except (ValueError, TypeError) as error:
             errors.append(f"model/data: {error}")
         return errors
+
+
+@dataclass
+class SyntheticPretrainConfig(PretrainConfig):
+    """Pretraining on the synthetic world: the config of a recipe with a `synthetic_world:` section.
+
+    Args:
+        synthetic_world: the world; its training videos and images become `data.sources` when those are empty.
+    """
+
+    synthetic_world: SyntheticWorldArgs = field(default_factory=SyntheticWorldArgs)
 
 
 def build_model_config(args: ModelArgs) -> VJEPA2Config:
@@ -135,20 +149,17 @@ def ensure_synthetic_world(args: SyntheticWorldArgs) -> None:
         generate_world(args.dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed, workers=args.workers)
 
 
-def append_metrics(path: Path, row: dict) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(row) + "\n")
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows after `step`, so a resumed run's log continues the same curve without duplicates."""
-    if path.is_file():
-        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in rows))
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
+    """The config of a recipe: `SyntheticPretrainConfig` when it has a `synthetic_world:` section."""
+    cls = config_class_for(path, PretrainConfig, {"synthetic_world": SyntheticPretrainConfig})
+    return load_config(cls, path, overrides)
 
 
 def train(config: PretrainConfig) -> Path:
     """Run (or resume) pretraining; return the run directory."""
+    synthetic = isinstance(config, SyntheticPretrainConfig)
+    if synthetic and not config.data.sources:
+        config.data.sources = synthetic_world_sources(config.synthetic_world)
     validate_config(config)
     accelerator = build_accelerator(config.distributed, config.optim.grad_clip)
     plugin = accelerator.state.deepspeed_plugin
@@ -158,12 +169,10 @@ def train(config: PretrainConfig) -> Path:
             "encoder reads the full online weights on every rank, which ZeRO-3 partitions away "
             "(use train/deepspeed_zero2.json)"
         )
-    run_dir = Path(config.checkpoint.dir)
-    if not config.data.sources:
+    if synthetic:
         if accelerator.is_main_process:
             ensure_synthetic_world(config.synthetic_world)
         accelerator.wait_for_everyone()
-        config.data.sources = synthetic_world_sources(config.synthetic_world)
 
     set_seed(config.seed)
     model_config = build_model_config(config.model)
@@ -180,12 +189,12 @@ def train(config: PretrainConfig) -> Path:
         lambda step: lr_at(config.optim, step, config.steps),
         lambda step: weight_decay_at(config.optim, step, config.steps),
     )
-
-    step, position, skipped_files = 0, 0, 0
-    resume_from = latest_checkpoint(run_dir) if config.checkpoint.resume else None
+    resume_from = latest_checkpoint(config.checkpoint.dir) if config.checkpoint.resume else None
     if resume_from is not None:
-        # Weights now; optimizer, scheduler and RNG once prepared (DeepSpeed restores its own optimizer partitions).
-        load_checkpoint(resume_from, models, restore_rng=False)
+        # Refuse another architecture before any step (optimizer, scheduler and RNG follow once prepared).
+        read_checkpoint_state(resume_from)
+        for name, module in models.items():
+            load_model_weights(module, resume_from / name)
     elif config.checkpoint.init_from:
         for name, module in models.items():
             load_model_weights(module, Path(config.checkpoint.init_from) / name)
@@ -196,18 +205,17 @@ def train(config: PretrainConfig) -> Path:
         # sampler already shards the stream by rank), so the size is given explicitly.
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.data.batch_size
     wrapped, optimizer = accelerator.prepare(pretrainer, optimizer)
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, {}, scheduler=scheduler, accelerator=accelerator)
-        step, position, skipped_files = state["step"], state["position"], state.get("skipped_files", 0)
-        accelerator.print(f"resumed from {resume_from} at step {step}")
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        truncate_metrics(run_dir / "metrics.jsonl", step)
+    loop = TrainingLoop(
+        accelerator, wrapped, optimizer, scheduler, config, config.checkpoint, name="pretrain",
+        grad_clip=config.optim.grad_clip, clip_parameters=pretrainer.online.parameters, log_every=config.log_every,
+        print_rows=True,
+    )
+    step, totals = loop.resume(resume_from)
+    totals = {"position": 0, "skipped_files": 0, **totals}
 
     grid = grid_size_for(config.data.num_frames, config.data.crop_size, model_config.tubelet_size, model_config.patch_size)
     dataset = PretrainMixture(config.data, seed=config.seed)
-    sampler = StreamPositionSampler(position, accelerator.process_index, accelerator.num_processes)
+    sampler = StreamPositionSampler(totals["position"], accelerator.process_index, accelerator.num_processes)
     loader = DataLoader(
         dataset,
         batch_size=config.data.batch_size,
@@ -215,59 +223,28 @@ def train(config: PretrainConfig) -> Path:
         num_workers=config.data.num_workers,
         collate_fn=MultiBlockMaskCollator(grid, config.mask.configs, seed=config.seed, max_tries=config.mask.max_tries),
     )
-    samples_per_batch = config.data.batch_size * accelerator.num_processes
-    last_step = config.stop_at_step or config.steps
-    started = time.time()
 
-    for batch in loader:
-        if step >= last_step:
-            break
-        with accelerator.accumulate(wrapped):
-            pixel_values = batch["pixel_values"].to(accelerator.device)
-            masks = [{k: v.to(accelerator.device) for k, v in mask.items()} for mask in batch["masks"]]
-            with accelerator.autocast():
-                outputs = wrapped(pixel_values, masks)
-            accelerator.backward(outputs["loss"])
-            if accelerator.sync_gradients and config.optim.grad_clip > 0:
-                accelerator.clip_grad_norm_(pretrainer.online.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        position += samples_per_batch
-        skipped_files += int(accelerator.gather(batch["skipped_files"].sum().to(accelerator.device)).sum())
-        if not accelerator.sync_gradients:
-            continue
-        momentum = ema_at(config.optim, step, config.steps)
+    def step_fn(batch: dict) -> StepOutput:
+        pixel_values = batch["pixel_values"].to(accelerator.device)
+        masks = [{k: v.to(accelerator.device) for k, v in mask.items()} for mask in batch["masks"]]
+        with accelerator.autocast():
+            outputs = wrapped(pixel_values, masks)
+        return StepOutput(
+            outputs["loss"],
+            metrics={k: outputs[k].detach() for k in ("target_std", "context_std", "target_rank")},
+            counts={"samples": len(pixel_values)},
+            totals={"position": config.data.batch_size, "skipped_files": int(batch["skipped_files"].sum())},
+        )
+
+    def after_step(index: int) -> dict:
+        momentum = ema_at(config.optim, index, config.steps)
         pretrainer.update_target(momentum)
-        step += 1
-        row = {
-            "step": step,
-            "loss": accelerator.gather(outputs["loss"].detach()).mean().item(),
-            "lr": optimizer.param_groups[0]["lr"],
-            "weight_decay": optimizer.param_groups[0]["weight_decay"],
-            "ema": momentum,
-            "target_std": outputs["target_std"].item(),
-            "context_std": outputs["context_std"].item(),
-            "target_rank": outputs["target_rank"].item(),
-            "skipped_files": skipped_files,
-            "elapsed_s": round(time.time() - started, 2),
-        }
-        scheduler.step()
-        if accelerator.is_main_process:
-            append_metrics(run_dir / "metrics.jsonl", row)
-            if step % config.log_every == 0 or step == last_step:
-                accelerator.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        if step % config.checkpoint.every_steps == 0 or step == last_step:
-            pretrainer.sync_target_predictor()
-            save_checkpoint(
-                run_dir, step, models, optimizer, scheduler, {"position": position, "skipped_files": skipped_files},
-                config, config.checkpoint.keep_last, accelerator=accelerator,
-            )
+        return {"weight_decay": optimizer.param_groups[0]["weight_decay"], "ema": momentum}
 
-    if accelerator.is_main_process and (run_dir / "metrics.jsonl").is_file():
-        if len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 2:
-            write_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
+    loop.run(iter(loader), step_fn, models, step=step, last_step=config.stop_at_step or config.steps,
+             totals=totals, after_step=after_step, before_checkpoint=pretrainer.sync_target_predictor)
     accelerator.wait_for_everyone()
-    return run_dir
+    return Path(config.checkpoint.dir)
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainConfig:
@@ -275,7 +252,7 @@ def parse_args(argv: list[str] | None = None) -> PretrainConfig:
     parser.add_argument("--config", type=Path, default=None, help=f"recipe YAML (default: {TINY_RECIPE.name})")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-3 steps=50")
     args = parser.parse_args(argv)
-    return load_config(PretrainConfig, args.config or TINY_RECIPE, args.overrides)
+    return load_recipe(args.config or TINY_RECIPE, args.overrides)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,9 +2,11 @@
 
     accelerate launch train/stage3.py [recipe.yaml] [key=value ...]
 
-With no recipe, a stage runs its tiny CPU recipe (`train/recipes/stage*_tiny.yaml`): the synthetic
-world is generated if absent and the tiny VLM built if absent. Configs compose as everywhere in the
-project: dataclass defaults <- recipe YAML <- `key=value` overrides, strict about unknown keys.
+With no recipe, a stage runs its tiny CPU recipe (`train/recipes/stage*_tiny.yaml`). A recipe with an
+`embedded:` section (the tiny ones) runs on the embedded default: the synthetic world is generated if absent
+and the tiny VLM built if absent; any other recipe names its model directory and manifests. Configs compose
+as everywhere in the project: dataclass defaults <- recipe YAML <- `key=value` overrides, strict about
+unknown keys.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 from vjepa_vlm.data.vlm_dataset import VLMCollator, VLMConversationDataset, VLMDataArgs
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
 from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor
-from vjepa_vlm.train.config import load_config
+from vjepa_vlm.train.config import config_class_for, load_config
 from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_tiny_vlm, ensure_world
 from vjepa_vlm.train.handoff import load_stage_model
 from vjepa_vlm.train.trainer import TrainerArgs, VLMTrainer, build_stage_accelerator
@@ -35,9 +37,7 @@ class ModelArgs:
 
     Args:
         init_from: the previous stage's output directory (any `save_pretrained` VJEPA2VLM directory
-            works), or "embedded" for the tiny VLM of `embedded`.
-        fallback_to_embedded: start from the embedded tiny VLM when `init_from` does not exist yet
-            (tiny recipes only, so each stage also runs on its own).
+            works); "embedded" (recipes with an `embedded:` section) for the tiny VLM.
         expect: config fields the recipe requires of the model it starts from, e.g.
             {"projector_type": "attentive_pooler", "text_config.model_type": "qwen2"}.
         attn_implementation: "sdpa" on CPU; "flash_attention_2" on GPU with flash-attn installed.
@@ -45,25 +45,61 @@ class ModelArgs:
             in stage 3 of the scaling setup (Table 22).
     """
 
-    init_from: str = EMBEDDED
-    fallback_to_embedded: bool = False
+    init_from: str = ""
     expect: dict = field(default_factory=dict)
     attn_implementation: str = "sdpa"
     processor: dict = field(default_factory=dict)
 
 
+    def validate(self) -> list[str]:
+        return [] if self.init_from else ["model.init_from is empty: point it at the previous stage's output "
+                                          "(or an assembled VLM directory)"]
+
+
+@dataclass
+class StageDataArgs(VLMDataArgs):
+    """The conversation mixture (`vjepa_vlm.data.vlm_dataset.VLMDataArgs`) and how it is loaded.
+
+    Args:
+        num_workers: DataLoader worker processes that read and decode the media (0: the training process).
+        prefetch_factor: micro-batches each worker prepares ahead.
+    """
+
+    num_workers: int = 0
+    prefetch_factor: int = 2
+
+    def validate(self) -> list[str]:
+        super().validate()  # raises on a bad mixture
+        if self.num_workers < 0 or self.prefetch_factor < 1:
+            return [f"data.num_workers must be >= 0 and data.prefetch_factor >= 1, got {self.num_workers}, "
+                    f"{self.prefetch_factor}"]
+        return []
+
+
 @dataclass
 class StageConfig(TrainerArgs):
-    """A VLM stage: the trainer's sections plus model, data and the embedded default.
+    """A VLM stage: the trainer's sections plus model and data.
 
     Args:
         model: starting point (see `ModelArgs`).
-        data: the conversation mixture (`vjepa_vlm.data.vlm_dataset.VLMDataArgs`).
-        embedded: the synthetic world and tiny VLM used by the tiny recipes.
+        data: the conversation mixture and its loading (see `StageDataArgs`).
     """
 
     model: ModelArgs = field(default_factory=ModelArgs)
-    data: VLMDataArgs = field(default_factory=VLMDataArgs)
+    data: StageDataArgs = field(default_factory=StageDataArgs)
+
+
+@dataclass
+class EmbeddedStageConfig(StageConfig):
+    """A stage on the embedded default: the config of a recipe with an `embedded:` section (the tiny recipes).
+
+    The synthetic world is generated when absent, and `model.init_from: embedded`, or an `init_from` that does
+    not exist yet, starts from the tiny VLM (built when absent), so each tiny stage also runs on its own.
+
+    Args:
+        embedded: the synthetic world and the tiny VLM.
+    """
+
     embedded: EmbeddedArgs = field(default_factory=EmbeddedArgs)
 
 
@@ -85,8 +121,12 @@ def zero3_init_disabled(accelerator):
 def resolve_init_dir(config: StageConfig, accelerator) -> str:
     """The directory the stage starts from, building the embedded tiny VLM when asked."""
     init_from = config.model.init_from
+    embedded = isinstance(config, EmbeddedStageConfig)
+    if init_from == EMBEDDED and not embedded:
+        raise ValueError("model.init_from=embedded needs a recipe with an `embedded:` section "
+                         "(train/recipes/stage*_tiny.yaml); point model.init_from at a VLM directory instead")
     if init_from != EMBEDDED and not Path(init_from).exists():
-        if not config.model.fallback_to_embedded:
+        if not embedded:
             raise FileNotFoundError(
                 f"model.init_from={init_from} does not exist; run the previous stage first or point at its output"
             )
@@ -101,7 +141,7 @@ def resolve_init_dir(config: StageConfig, accelerator) -> str:
 def build_stage(config: StageConfig) -> VLMTrainer:
     """Model, processor and data of a stage, checked before any step runs."""
     accelerator = build_stage_accelerator(config)
-    if config.embedded.world_dir:
+    if isinstance(config, EmbeddedStageConfig):
         with accelerator.main_process_first():
             if accelerator.is_main_process:
                 ensure_world(config.embedded)
@@ -122,15 +162,21 @@ def build_stage(config: StageConfig) -> VLMTrainer:
     dataset = VLMConversationDataset.from_args(config.data, processor)
     collator = VLMCollator(pad_token_id=processor.tokenizer.pad_token_id)
     return VLMTrainer(config, model, dataset, collator, base_dir=init_dir, save_extras=processor.save_pretrained,
-                      accelerator=accelerator)
+                      accelerator=accelerator, num_workers=config.data.num_workers,
+                      prefetch_factor=config.data.prefetch_factor)
 
 
 def main(default_recipe: str, argv: list[str] | None = None) -> Path:
     """Parse `[recipe.yaml] [key=value ...]` (the stage's tiny recipe when none is given) and train."""
     argv = list(sys.argv[1:] if argv is None else argv)
     recipe = argv.pop(0) if argv and "=" not in argv[0] else str(RECIPES / default_recipe)
-    config = load_config(StageConfig, recipe, argv)
-    return build_stage(config).train()
+    return build_stage(load_stage_config(recipe, argv)).train()
 
 
-__all__ = ["ModelArgs", "StageConfig", "build_stage", "main", "resolve_init_dir"]
+def load_stage_config(recipe, overrides: list[str] = ()) -> StageConfig:
+    """The config of a stage recipe: `EmbeddedStageConfig` when it has an `embedded:` section."""
+    return load_config(config_class_for(recipe, StageConfig, {"embedded": EmbeddedStageConfig}), recipe, overrides)
+
+
+__all__ = ["EmbeddedStageConfig", "ModelArgs", "StageConfig", "StageDataArgs", "build_stage", "load_stage_config",
+           "main", "resolve_init_dir"]

@@ -5,9 +5,11 @@ on which data, from which directory (`model.init_from`). This module owns the lo
 
 * global batch = micro batch x processes x gradient accumulation, checked before anything runs;
 * the data order is a pure function of (seed, position), so a resumed run sees the batches an
-  uninterrupted one would, and accelerate's `save_state` restores model, optimizer and RNG per rank;
-* checkpoints are `step_XXXXXXXX/` directories (HF model + sharded training state) renamed into
-  place once complete; the stage output is an HF directory the next stage starts from;
+  uninterrupted one would (media decode in `num_workers` DataLoader workers), and accelerate's `save_state`
+  restores model, optimizer and RNG per rank;
+* the loop is `vjepa_vlm.train.loop.TrainingLoop`, the checkpoints (`step_XXXXXXXX/` with the stage's HF
+  model in `model/`) `vjepa_vlm.train.checkpoint`'s; the stage output is an HF directory the next stage
+  starts from;
 * every bad input that can be detected before a step (unknown module, other architecture, resume
   directory of a different world size or recipe) raises before the first step.
 """
@@ -15,24 +17,21 @@ on which data, from which directory (`model.init_from`). This module owns the lo
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import resource
-import shutil
-import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 import yaml
 from torch.utils.data import DataLoader, Sampler
-from tqdm.auto import tqdm
 
-from vjepa_vlm.train.checkpoint import CheckpointArgs, checkpoint_root, latest_checkpoint
-from vjepa_vlm.train.config import config_to_dict, save_config, validate_config
+from vjepa_vlm.train.checkpoint import CheckpointArgs, checkpoint_root, latest_checkpoint, read_checkpoint_state
+from vjepa_vlm.train.config import config_to_dict, flatten_config, validate_config
 from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator
 from vjepa_vlm.train.handoff import write_stage_output
+from vjepa_vlm.train.loop import StepOutput, TrainingLoop
 from vjepa_vlm.train.stages import LoraArgs, StageArgs, check_module_paths, inject_lora, parameter_groups, set_tunable
 from vjepa_vlm.vision.schedules import OptimizerScheduler, warmup_cosine, warmup_stable_decay
 
@@ -94,7 +93,7 @@ class LoggingArgs:
 
     Args:
         tracker: accelerate tracker ("tensorboard", "wandb", ...) or "none"; logs go to `<run dir>/logs`.
-        every_steps: log period in optimizer steps.
+        every_steps: tracker period in optimizer steps (`metrics.jsonl` gets every step).
         progress_bar: show a tqdm bar on the main process.
     """
 
@@ -198,35 +197,17 @@ def build_stage_accelerator(args: TrainerArgs):
                              project_dir=str(Path(args.checkpoint.dir) / "logs"))
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def check_resume_compatible(checkpoint: Path, config, world_size: int) -> dict:
     """Raise before any step if `checkpoint` was written by another world size or another recipe."""
-    state_file = checkpoint / "trainer_state.json"
-    if not state_file.is_file():
-        raise FileNotFoundError(f"{checkpoint} is not a VLM stage checkpoint (no trainer_state.json)")
-    state = json.loads(state_file.read_text())
+    state = read_checkpoint_state(checkpoint)
     if state["world_size"] != world_size:
         raise ValueError(
             f"cannot resume {checkpoint}: it was written by {state['world_size']} processes, this run has "
             f"{world_size}; the sharded optimizer state and data order need the same world size. Launch with "
             f"{state['world_size']} processes or start a new run directory (checkpoint.dir)"
         )
-    saved = _flatten(yaml.safe_load((checkpoint / "config.yaml").read_text()))
-    current = _flatten(config_to_dict(config))
+    saved = flatten_config(yaml.safe_load((checkpoint / "config.yaml").read_text()))
+    current = flatten_config(config_to_dict(config))
     differing = sorted(
         key
         for key in saved.keys() | current.keys()
@@ -254,14 +235,17 @@ class VLMTrainer:
         save_extras: called with a directory to write beside the model (processor, tokenizer).
         accelerator: from `build_stage_accelerator(config)`, when the caller needed it earlier (e.g. to
             prepare data on the main process first); built in `train()` otherwise.
+        num_workers: DataLoader worker processes that load and decode samples (0: in the training process).
+        prefetch_factor: micro-batches each worker loads ahead.
     """
 
     def __init__(self, config, model, dataset, collate_fn, base_dir: str | None = None, save_extras=None,
-                 accelerator=None):
+                 accelerator=None, num_workers: int = 0, prefetch_factor: int = 2):
         self.config = self.args = config
         validate_config(config)
         self.model, self.base_dir, self.save_extras = model, base_dir, save_extras
         self.dataset, self.collate_fn, self.accelerator = dataset, collate_fn, accelerator
+        self.num_workers, self.prefetch_factor = num_workers, prefetch_factor
         self.run_dir = Path(self.args.checkpoint.dir)
 
     def _prepare_model(self) -> list[str]:
@@ -292,11 +276,24 @@ class VLMTrainer:
             if zero.get(key) == "auto":
                 zero[key] = value
 
+    def _loader(self, rank: int, world_size: int, start: int) -> DataLoader:
+        workers = {"num_workers": self.num_workers}
+        if self.num_workers:
+            workers["prefetch_factor"] = self.prefetch_factor
+        return DataLoader(
+            self.dataset,
+            batch_sampler=ResumableBatchSampler(len(self.dataset), self.args.micro_batch_size, rank, world_size,
+                                                self.args.seed, start=start),
+            collate_fn=self.collate_fn,
+            **workers,
+        )
+
     def train(self) -> Path:
         args = self.args
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         resume_from = latest_checkpoint(self.run_dir) if args.checkpoint.resume else None
-        state = check_resume_compatible(resume_from, self.config, world_size) if resume_from else {}
+        if resume_from:
+            check_resume_compatible(resume_from, self.config, world_size)
         trainable = self._prepare_model()
         # ZeRO-3 may have partitioned the weights at load time; `ds_numel` is then the full size.
         trainable_numel = sum(getattr(p, "ds_numel", p.numel()) for p in self.model.parameters() if p.requires_grad)
@@ -308,127 +305,39 @@ class VLMTrainer:
         schedule = OptimizerScheduler(optimizer, args.optim.lr_fn(args.steps), lambda step: args.optim.weight_decay)
         model, optimizer = accelerator.prepare(self.model, optimizer)
         schedule.optimizer = optimizer
-        step = 0
-        if resume_from:
-            accelerator.load_state(str(resume_from / "training_state"))
-            step = state["step"]
-            schedule.load_state_dict({"step_count": step})
-            accelerator.print(f"resumed from {resume_from} at step {step}")
-        self._truncate_metrics(accelerator, step)
+        loop = TrainingLoop(accelerator, model, optimizer, schedule, self.config, args.checkpoint,
+                            name=f"stage {args.stage.name}", grad_clip=args.optim.grad_clip,
+                            log_every=args.logging.every_steps, progress_bar=args.logging.progress_bar)
+        step, totals = loop.resume(resume_from)
         accumulation = accelerator.gradient_accumulation_steps
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=ResumableBatchSampler(
-                len(self.dataset), args.micro_batch_size, accelerator.process_index, world_size, args.seed,
-                start=step * accumulation,
-            ),
-            collate_fn=self.collate_fn,
-        )
-        if accelerator.log_with:
-            hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                       for k, v in _flatten(config_to_dict(self.config)).items()}
-            accelerator.init_trackers(f"stage{args.stage.name}", config=hparams)
+        loader = self._loader(accelerator.process_index, world_size, start=step * accumulation)
         accelerator.print(
             f"stage {args.stage.name}: {len(trainable)} trainable tensors, "
             f"{trainable_numel:,} trainable parameters; "
             f"{world_size} processes ({accelerator.distributed_type.value}) x micro batch {args.micro_batch_size} "
-            f"x {accumulation} accumulation"
+            f"x {accumulation} accumulation; {self.num_workers} data workers"
         )
         last = min(args.steps, args.stop_after) if args.stop_after else args.steps
-        self._loop(accelerator, model, optimizer, schedule, iter(loader), step, last, state.get("skipped", 0))
+        writer = partial(write_stage_output, accelerator, model, stage=args.stage, lora=args.lora,
+                         base_dir=self.base_dir, save_extras=self.save_extras, atomic=False)
+        model.train()
+        loop.run(iter(loader), partial(self._step, accelerator, model), {"model": writer}, step=step,
+                 last_step=last, totals={"skipped_samples": 0, **totals})
         if last == args.steps:
             return self._write_output(accelerator, model)
         accelerator.end_training()
         return checkpoint_root(self.run_dir)
 
-    def _loop(self, accelerator, model, optimizer, schedule, batches, step, last, skipped):
-        args = self.args
-        accumulation = accelerator.gradient_accumulation_steps
-        show = args.logging.progress_bar and accelerator.is_main_process
-        bar = tqdm(total=last, initial=step, desc=f"stage {args.stage.name}", disable=not show)
-        # DeepSpeed clips inside its engine (gradient_clipping in its config).
-        clip = args.optim.grad_clip if accelerator.state.deepspeed_plugin is None else 0.0
-        model.train()
-        while step < last:
-            started, losses, tokens, bad = time.perf_counter(), [], 0, 0
-            for _ in range(accumulation):
-                batch = next(batches)
-                for message in batch.pop("skipped", ()):
-                    bad += 1
-                    accelerator.print(f"skipped bad sample: {message}", flush=True)
-                tokens += int((batch["labels"] != -100).sum())
-                batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                with accelerator.accumulate(model):
-                    loss = model(**batch).loss
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and clip > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), clip)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                losses.append(loss.detach().float())
-            step += 1
-            lr = schedule.get_last_lr()[0]
-            schedule.step()
-            totals = accelerator.reduce(torch.stack([torch.stack(losses).mean(), torch.tensor(float(tokens)),
-                                                     torch.tensor(float(bad))]).to(accelerator.device), "sum")
-            skipped += int(totals[2])
-            peak_rss = accelerator.gather(torch.tensor([peak_rss_mib()], device=accelerator.device)).max()
-            metrics = {
-                "loss": float(totals[0]) / accelerator.num_processes,
-                "lr": lr,
-                "samples_per_s": args.batch_size / (time.perf_counter() - started),
-                "tokens_per_s": float(totals[1]) / (time.perf_counter() - started),
-                "skipped_samples": skipped,
-                "peak_rss_mib": float(peak_rss),
-            }
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
-            if step % args.logging.every_steps == 0 or step == last:
-                accelerator.log(metrics, step=step)
-                self._append_metrics(accelerator, {"step": step, **metrics})
-            if step % args.checkpoint.every_steps == 0 or step == last:
-                self._save_checkpoint(accelerator, model, step, skipped)
-        bar.close()
-
-    def _append_metrics(self, accelerator, record: dict) -> None:
-        if accelerator.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-
-    def _truncate_metrics(self, accelerator, step: int) -> None:
-        """Drop metrics logged after the checkpoint we resume from, so the curve has no duplicates."""
-        path = self.run_dir / "metrics.jsonl"
-        if accelerator.is_main_process and path.is_file():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
-
-    def _save_checkpoint(self, accelerator, model, step: int, skipped: int) -> Path:
-        root = checkpoint_root(self.run_dir)
-        final = root / f"step_{step:08d}"
-        staging = root / f".tmp-step_{step:08d}"
-        if accelerator.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(staging / "training_state"))
-        write_stage_output(accelerator, model, staging / "model", self.args.stage, self.args.lora, self.base_dir,
-                           self.save_extras, atomic=False)
-        if accelerator.is_main_process:
-            state = {"step": step, "world_size": accelerator.num_processes, "skipped": skipped}
-            (staging / "trainer_state.json").write_text(json.dumps(state, indent=2))
-            save_config(self.config, staging / "config.yaml")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging, final)
-            keep = self.args.checkpoint.keep_last
-            if keep > 0:
-                for old in sorted(p for p in root.iterdir() if p.name.startswith("step_"))[:-keep]:
-                    shutil.rmtree(old)
-        accelerator.wait_for_everyone()
-        return final
+    @staticmethod
+    def _step(accelerator, model, batch: dict) -> StepOutput:
+        skipped = batch.pop("skipped", ())
+        for message in skipped:
+            accelerator.print(f"skipped bad sample: {message}", flush=True)
+        tokens = int((batch["labels"] != -100).sum())
+        samples = len(batch["labels"])
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        return StepOutput(model(**batch).loss, counts={"samples": samples, "tokens": tokens},
+                          totals={"skipped_samples": len(skipped)})
 
     def _write_output(self, accelerator, model) -> Path:
         output = self.run_dir / "output"
