@@ -43,7 +43,6 @@ from vjepa_vlm.data.synthetic_baselines import (blind_accuracy, blind_option_acc
 from vjepa_vlm.eval.option_scoring import continuation_log_likelihoods
 from vjepa_vlm.train.checkpoint import latest_checkpoint
 from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_world
-from vjepa_vlm.train.loss_curve import write_loss_curve
 from vjepa_vlm.train.run_stage import RECIPES
 
 STAGES = ("1", "1_5", "2", "3")
@@ -95,9 +94,7 @@ def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_
                  f"embedded.init_dir={out / 'init'}", f"embedded.world_dir={world}",
                  f"embedded.encoder_from={encoder if encoder else 'null'}", f"embedded.seed={seed}", f"seed={seed}",
                  "logging.tracker=tensorboard"])
-        init_from = str(run_dir / "output")
-        if steps > 1:  # a curve needs two points
-            write_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
+        init_from = str(run_dir / "output")  # the stage's loss_curve.png lies beside its metrics.jsonl
     return Path(init_from)
 
 
