@@ -7,7 +7,7 @@ BPE trained on the texts it is given, so it can encode any string.
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 PAD_TOKEN = "<|endoftext|>"
@@ -32,20 +32,37 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# Qwen2's pre-tokenization split: unlike GPT-2's byte-level regex it keeps a run of newlines together
+# (`\s*[\r\n]+`), so template glue and a reply's leading newline can become one token, as with the real model.
+QWEN2_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+PRE_TOKENIZERS = ("byte_level", "qwen2")
 
 
-def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def train_tiny_tokenizer(
+    texts: Iterable[str], vocab_size: int = 512, pre_tokenizer: str = "byte_level"
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer with ChatML special tokens.
 
     Args:
         texts: training corpus; any iterable of strings (a few sentences are enough).
         vocab_size: target vocabulary size including the 256 byte tokens and the special tokens.
+        pre_tokenizer: "byte_level" (GPT-2's split) or "qwen2" (Qwen2's split, `QWEN2_SPLIT_PATTERN`).
     """
     texts = list(texts)
     if not texts:
         raise ValueError("train_tiny_tokenizer: `texts` is empty; give at least one training sentence")
+    if pre_tokenizer not in PRE_TOKENIZERS:
+        raise ValueError(f"train_tiny_tokenizer: pre_tokenizer must be one of {PRE_TOKENIZERS}, got {pre_tokenizer!r}")
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if pre_tokenizer == "qwen2":
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+    else:
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -19,9 +19,10 @@ Images and videos of different samples mix freely in one batch. A batch with no 
 vision tower: the model does so itself during training (see `vjepa_vlm.modeling_vjepa2_vlm`), so the collator
 adds no fake pixels and the loss is unaffected.
 
-Bad samples (unreadable image or video, a sample longer than `max_length` once its placeholders are expanded)
-are skipped and counted, never truncated: the sample is replaced by the next index of the mixture and the
-skip travels with the batch. Manifest-level problems (bad JSON, placeholder/media count mismatch, no
+Bad samples (unreadable image or video, a sample longer than `max_length` once its placeholders are expanded,
+any other failure to encode one sample, e.g. a reply whose first characters the tokenizer merges with the
+template's glue) are skipped and counted, never truncated and never fatal: the sample is replaced by the next
+index of the mixture, the skip (`file:line: reason`) is logged and travels with the batch. Manifest-level problems (bad JSON, placeholder/media count mismatch, no
 assistant turn, missing files) already fail at load time in `load_conversations`.
 """
 
@@ -35,13 +36,10 @@ from PIL import Image
 
 from vjepa_vlm.data.conversations import FORMATS, load_conversations
 from vjepa_vlm.data.label_masking import IGNORE_INDEX
-from vjepa_vlm.data.sequences import SequenceTooLongError, pad_sequences
-from vjepa_vlm.data.video_io import VideoDecodeError, load_video_frames
+from vjepa_vlm.data.sequences import pad_sequences
+from vjepa_vlm.data.video_io import load_video_frames
 
 logger = logging.getLogger(__name__)
-# Decoding failures: corrupt or truncated files (PyAV / PIL raise these; a frame count that the container
-# over-reports surfaces as a ValueError from frame selection).
-_UNREADABLE_MEDIA = (VideoDecodeError, OSError, ValueError)
 
 
 @dataclass
@@ -159,15 +157,18 @@ class VLMConversationDataset(torch.utils.data.Dataset):
         return images, videos
 
     def encode(self, record: dict) -> dict:
-        """Decode and encode one record; raises `_UNREADABLE_MEDIA` errors or `SequenceTooLongError`."""
+        """Decode and encode one record; raises `_SkipSample` naming the reason when either step fails."""
+        # Any failure of one sample (corrupt or truncated media, too long, a reply the tokenizer cannot mask, ...)
+        # is that sample's: one bad row of a million must not end a run, while a systematic failure still ends
+        # it through `max_consecutive_skips`.
         try:
             images, videos = self.decode_media(record)
-        except _UNREADABLE_MEDIA as error:
+        except Exception as error:
             raise _SkipSample(f"unreadable media: {type(error).__name__}: {error}") from error
         try:
             return self.processor.encode_conversation(record["messages"], images, videos, self.max_length)
-        except SequenceTooLongError as error:
-            raise _SkipSample(f"SequenceTooLongError: {error}") from error
+        except Exception as error:
+            raise _SkipSample(f"{type(error).__name__}: {error}") from error
 
     def __getitem__(self, index: int) -> dict:
         skipped = []

@@ -1,12 +1,15 @@
 """Weighted conversation mixtures, decoding in DataLoader workers, mixed-media batches, skip-and-count."""
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import vjepa_vlm.data
 from vjepa_vlm import VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration, VJEPA2VLMProcessor
 from vjepa_vlm.data.label_masking import IGNORE_INDEX
 from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
@@ -106,6 +109,39 @@ def test_over_long_samples_are_skipped_never_truncated(corpus, processor):
     strict = VLMConversationDataset(dataset.records, processor, max_length=5, max_consecutive_skips=2)
     with pytest.raises(RuntimeError, match="3 consecutive bad samples"):
         strict[0]
+
+
+def test_any_per_sample_encoding_failure_is_skipped_and_counted_with_its_file_and_line(tmp_path, caplog):
+    # Qwen2's pre-tokenizer merges the template's "assistant\n" glue with a reply's leading newline into one
+    # "\n\n" token, which label masking refuses (it would straddle the reply's first character).
+    rows = [{"conversations": turns("Say hi.", "\nA ball rolls.")}, {"conversations": turns("Say hi.", "Hi.")}]
+    manifest = tmp_path / "replies.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    tokenizer = train_tiny_tokenizer(["Say hi.\n\nA ball rolls.\n\nHi.", "assistant\n\nA"], 400, pre_tokenizer="qwen2")
+    config = VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2")
+    processor = VJEPA2VLMProcessor.from_model_config(config, tokenizer, num_frames=4)
+    dataset = VLMConversationDataset.from_args(VLMDataArgs(sources=[ConversationSourceArgs(str(manifest))]), processor)
+    with caplog.at_level("WARNING", logger="vjepa_vlm.data.vlm_dataset"):
+        sample = dataset[0]
+    (reason,) = sample["skipped"]
+    assert reason.startswith(f"{manifest}:1: ValueError: ") and "straddles an assistant-turn boundary" in reason
+    assert f"{manifest}:1: ValueError" in caplog.text
+    assert tokenizer.decode(sample["input_ids"][sample["labels"] != IGNORE_INDEX]) == "Hi.<|im_end|>"
+
+
+def test_the_data_layer_imports_nothing_above_it():
+    # The processor and models build on data/; an import back up would make the layers a cycle again.
+    upward = []
+    for path in sorted(Path(vjepa_vlm.data.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            upward += [f"{path.name}: {n}" for n in names if n.startswith("vjepa_vlm") and not n.startswith("vjepa_vlm.data")]
+    assert upward == []
 
 
 @pytest.mark.slow
