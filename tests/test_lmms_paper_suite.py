@@ -4,17 +4,20 @@ Nothing is downloaded: the configs are read from lmms-eval's installed task fold
 from each task's own generation settings around a local video (their datasets are not fetched).
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from lmms_eval import utils
+from lmms_eval.api.task import TaskConfig
+from lmms_eval.tasks import TaskManager
+from lmms_helpers import build_tiny_checkpoint, make_request, visual_of, write_random_video
 
-pytest.importorskip("lmms_eval")
-
-from lmms_helpers import build_tiny_checkpoint, make_request, visual_of, write_random_video  # noqa: E402
-
-from vjepa_vlm.eval.lmms_model import VJEPA2VLMLmms  # noqa: E402
-from vjepa_vlm.eval.paper_suite import FRAMES_BY_SETUP, PAPER_BENCHMARKS, suite_commands, suite_model_args  # noqa: E402
+from vjepa_vlm.eval.lmms_model import VJEPA2VLMLmms
+from vjepa_vlm.eval.paper_suite import FRAMES_BY_SETUP, PAPER_BENCHMARKS, suite_commands, suite_model_args
 
 torch.set_num_threads(2)
 
@@ -27,10 +30,6 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def suite_configs(tmp_path_factory):
     """Each benchmark's task config (a group's first subtask), parsed with its `!function` hooks imported."""
-    from lmms_eval import utils
-    from lmms_eval.api.task import TaskConfig
-    from lmms_eval.tasks import TaskManager
-
     monkeypatch = pytest.MonkeyPatch()
     # PerceptionTest's utils read HF_HOME at import time; point it at an empty folder so nothing real is touched.
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
@@ -80,3 +79,21 @@ def test_model_accepts_suite_requests_at_paper_frames(tmp_path, checkpoint, suit
     answers = lm.generate_until(requests)
     assert len(answers) == len(suite_configs) and all(isinstance(a, str) for a in answers)
     assert lm.missing_visuals == []
+
+
+def test_tasks_that_read_hf_home_load_when_it_is_unset(tmp_path):
+    """TempCompass's utils read os.environ["HF_HOME"] on import; lmms-eval loads our entry point, which gives
+    HF_HOME huggingface_hub's default, before any task (a KeyError otherwise, and lmms-eval exits 0)."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HOME"} | {"XDG_CACHE_HOME": str(tmp_path)}
+    load_task = (
+        "import os\n"
+        "from lmms_eval import evaluator, utils\n"  # what the lmms-eval command imports first
+        "from lmms_eval.tasks import TaskManager\n"
+        f"index = TaskManager('ERROR', include_path={str(Path(utils.__file__).parent / 'tasks' / 'tempcompass')!r}, "
+        "include_defaults=False).task_index\n"
+        "utils.load_yaml_config(index['tempcompass_multi_choice']['yaml_path'], mode='full')\n"
+        "print(os.environ['HF_HOME'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", load_task], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "huggingface")
