@@ -2,6 +2,8 @@
 
 import importlib.util
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,11 @@ def test_variants_are_compared_on_the_seeds_both_have(tmp_path, capsys):
     out = capsys.readouterr()
     assert "seeds [0, 1, 2]" in out.out
     assert "b_s7.log: no finished evaluation yet" in out.err and "b_s8.log" in out.err
+
+
+def test_the_harness_runs_as_a_script_from_a_checkout():
+    # As a script, research/ is on sys.path, not the repository: the pipeline helpers must come from the package.
+    result = subprocess.run([sys.executable, str(RESEARCH / "diagnose_vlm_mc.py"), "--help"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "--feature_layer" in result.stdout
