@@ -8,7 +8,7 @@ Record shape (what the VLM dataset stores in a Hugging Face `datasets.Dataset`):
 Formats:
     "llava": JSON list or JSONL; `{"image": str | [str], "video": str | [str], "conversations": [{"from":
         "human" | "gpt" | "system", "value": str}]}`; each medium is referenced by a `<image>` / `<video>`
-        placeholder inside a human turn, and their counts must match the listed media.
+        placeholder written whole inside a human turn, and their counts must match the listed media.
     "perception_lm": JSONL with the same keys but `from` is "human" | "assistant"; placeholders are optional
         and, when absent, are prepended to the first human turn (images, then videos), as PLM does.
 
@@ -88,15 +88,25 @@ def parse_record(record: dict, fmt: str, source: str, media_root: Path, check_me
     first_user = next((i for i, m in enumerate(messages) if m["role"] != "system"), None)
     if messages[first_user]["role"] != "user":
         raise ConversationFormatError(f"{source}: the first non-system turn must come from the user (human)")
-    text = "".join(m["content"] for m in messages)
-    if fmt == "perception_lm" and IMAGE_TOKEN not in text and VIDEO_TOKEN not in text and (images or videos):
+    # Placeholders are counted turn by turn: the chat template puts glue between turns, so a placeholder cut
+    # across two turns (human "X <vid", gpt "eo> Y.") is no placeholder at all once rendered.
+    for number in range(len(messages) - 1):
+        for token in (IMAGE_TOKEN, VIDEO_TOKEN):
+            seam = messages[number]["content"][-(len(token) - 1) :] + messages[number + 1]["content"][: len(token) - 1]
+            if token in seam:
+                raise ConversationFormatError(
+                    f"{source}: a '{token}' placeholder is split between turns {number} and {number + 1}; "
+                    "write it whole inside one human turn"
+                )
+    counts = {token: sum(m["content"].count(token) for m in messages) for token in (IMAGE_TOKEN, VIDEO_TOKEN)}
+    if fmt == "perception_lm" and not any(counts.values()) and (images or videos):
         prefix = f"{IMAGE_TOKEN}\n" * len(images) + f"{VIDEO_TOKEN}\n" * len(videos)
         messages[first_user] = {"role": "user", "content": prefix + messages[first_user]["content"]}
-        text = prefix + text
+        counts = {IMAGE_TOKEN: len(images), VIDEO_TOKEN: len(videos)}
     for token, media, key in ((IMAGE_TOKEN, images, "image"), (VIDEO_TOKEN, videos, "video")):
-        if text.count(token) != len(media):
+        if counts[token] != len(media):
             raise ConversationFormatError(
-                f"{source}: {text.count(token)} '{token}' placeholder(s) but {len(media)} '{key}' path(s); they must match"
+                f"{source}: {counts[token]} '{token}' placeholder(s) but {len(media)} '{key}' path(s); they must match"
             )
     if check_media:
         for path in images + videos:

@@ -70,6 +70,11 @@ def test_perception_lm_placeholders_are_prepended_to_the_first_user_turn(media):
         ({"conversations": [{"from": "robot", "value": "Hi"}, {"from": "gpt", "value": "x"}]}, "turn 0 must be"),
         ({"conversations": []}, "'conversations' must be a non-empty list"),
         ({"conversations": [{"from": "gpt", "value": "Hi"}, {"from": "human", "value": "x"}]}, "first non-system turn"),
+        ({"video": "clip.mp4", "conversations": [{"from": "human", "value": "X <vid"}, {"from": "gpt", "value": "eo> Y."}]},
+         "'<video>' placeholder is split between turns 0 and 1"),
+        ({"image": "a.jpg", "conversations": [{"from": "human", "value": "<"}, {"from": "human", "value": "image>"},
+                                              {"from": "gpt", "value": "x"}]},
+         "'<image>' placeholder is split between turns 0 and 1"),
     ],
 )
 def test_bad_records_fail_at_load_time_naming_file_and_line(media, record, message):
