@@ -2,8 +2,9 @@
 
 The encoder runs once: every clip's tokens are cached. A sweep of probe heads, one per
 (learning rate, weight decay) pair, trains at once on those cached tokens under a cosine schedule; each
-video is evaluated by averaging the logits of its segments × views; the best head is reported. Images
-are classified as clips of one repeated frame.
+video is evaluated by averaging the logits of its segments × views. One head is chosen by its accuracy on
+one evaluation split (a validation split held out from train, `stratified_split`) and its accuracy on every
+split is reported. Images are classified as clips of one repeated frame.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from PIL import Image
 from torch import nn
 
 from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
-from vjepa_vlm.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from vjepa_vlm.data.normalization import normalize_frames
 from vjepa_vlm.data.video_io import read_video, video_info
 from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ProbeHead, probe_tokens
 from vjepa_vlm.vision.attentive_pooler import POSITION_EMBEDDINGS
@@ -107,12 +108,6 @@ def spatial_views(frames: torch.Tensor, resolution: int, num_views: int) -> list
     return views
 
 
-def normalize(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float (T, 3, H, W) with ImageNet statistics."""
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-    return (clip - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-
-
 def load_clips(kind: str, path: Path, args: ProbeArgs, num_segments: int, num_views: int) -> torch.Tensor:
     """(num_segments * num_views, T, 3, R, R) clips of one video (or one image repeated in time)."""
     if kind == "image":
@@ -128,7 +123,8 @@ def load_clips(kind: str, path: Path, args: ProbeArgs, num_segments: int, num_vi
             if args.single_frame:
                 indices = [indices[len(indices) // 2]] * args.num_frames
             segments.append(read_video(path, indices))
-    clips = [view for segment in segments for view in spatial_views(normalize(segment), args.resolution, num_views)]
+    views = [spatial_views(normalize_frames(segment), args.resolution, num_views) for segment in segments]
+    clips = [view for segment_views in views for view in segment_views]
     return torch.stack(clips)
 
 
@@ -234,31 +230,61 @@ def evaluate_heads(
     return (correct / len(features)).tolist()
 
 
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted item indices `(kept, held_out)` that hold out `fraction` of every class of `labels`.
+
+    Per class, so the held-out split has the class mix of the whole; a class of two or more items keeps at
+    least one on each side, so a validation split judges every class the probe is trained on. The draw depends
+    only on `labels`, `fraction` and `seed`.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the validation fraction must lie in [0, 1), got {fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    held_out = [torch.zeros(0, dtype=torch.long)]
+    for label in labels.unique(sorted=True):
+        members = (labels == label).nonzero().flatten()
+        count = min(max(round(fraction * len(members)), 1), len(members) - 1) if fraction > 0 else 0
+        held_out.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    held = torch.cat(held_out).sort().values
+    kept = torch.ones(len(labels), dtype=torch.bool)
+    kept[held] = False
+    return kept.nonzero().flatten(), held
+
+
 def train_probe_sweep(
     config: VJEPA2Config,
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
-    eval_features: torch.Tensor,
-    eval_labels: torch.Tensor,
+    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
     num_labels: int,
     args: ProbeArgs,
+    select_on: str,
 ) -> dict:
-    """Train every head of the sweep, evaluate them, and return per-head and best accuracies.
+    """Train every head of the sweep, evaluate them on every split, and pick one head on `select_on`.
 
     Args:
         config: encoder config.
         train_features: (items, clips, N, D) cached tokens; every clip is a training sample.
         train_labels: (items,) labels.
-        eval_features: (items, clips, N, D); logits are averaged over clips.
-        eval_labels: (items,) labels.
+        eval_sets: split name -> ((items, clips, N, D) features, (items,) labels); logits are averaged over clips.
         num_labels: number of classes.
         args: sweep settings.
+        select_on: the split of `eval_sets` whose accuracy picks the head (ties go to the first head of the grid).
+            Picking on the split one reports overstates it: the max over heads of noisy accuracies.
 
     Returns:
-        {"heads": [{"lr", "weight_decay", "accuracy"}], "best": {...}, "probe": the trained MultiHeadProbe}.
+        {"heads": [{"lr", "weight_decay", "<split>_accuracy" for every split}], "best": the picked head's entry
+        with its "index" and "selected_on", "probe": the trained MultiHeadProbe}.
     """
-    for name, labels in (("train", train_labels), ("eval", eval_labels)):
-        if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+    if select_on not in eval_sets:
+        raise ValueError(f"select_on={select_on!r} is not one of the evaluated splits {sorted(eval_sets)}")
+    splits = {"train": (train_features, train_labels), **eval_sets}
+    for name, (features, labels) in splits.items():
+        if not len(labels):
+            raise ValueError(f"the {name} split is empty")
+        if len(features) != len(labels):
+            raise ValueError(f"the {name} split has {len(features)} feature items but {len(labels)} labels")
+        if labels.min() < 0 or labels.max() >= num_labels:
             raise ValueError(f"{name} labels must lie in [0, {num_labels}), got [{labels.min()}, {labels.max()}]")
     torch.manual_seed(args.seed)
     probe = MultiHeadProbe(config, num_labels, args)
@@ -281,10 +307,9 @@ def train_probe_sweep(
             (loss * len(probe.heads)).backward()
             optimizer.step()
             scheduler.step()
-    accuracies = evaluate_heads(probe, eval_features, eval_labels, grid)
-    heads = [
-        {"lr": lr, "weight_decay": wd, "accuracy": accuracy}
-        for (lr, wd), accuracy in zip(probe.settings, accuracies)
-    ]
-    best = max(range(len(heads)), key=lambda i: heads[i]["accuracy"])
-    return {"heads": heads, "best": {**heads[best], "index": best}, "probe": probe}
+    heads = [{"lr": lr, "weight_decay": wd} for lr, wd in probe.settings]
+    for name, (features, labels) in eval_sets.items():
+        for head, accuracy in zip(heads, evaluate_heads(probe, features, labels, grid)):
+            head[f"{name}_accuracy"] = accuracy
+    best = max(range(len(heads)), key=lambda i: heads[i][f"{select_on}_accuracy"])
+    return {"heads": heads, "best": {**heads[best], "index": best, "selected_on": select_on}, "probe": probe}

@@ -1,4 +1,5 @@
 import json
+import statistics
 
 import pytest
 import torch
@@ -10,8 +11,10 @@ from vjepa_vlm.eval.probe import (
     MultiHeadProbe,
     ProbeArgs,
     average_logits,
+    load_clips,
     segment_starts,
     spatial_views,
+    stratified_split,
     train_probe_sweep,
 )
 from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ForVideoClassification, probe_tokens
@@ -78,23 +81,53 @@ def test_sweep_has_one_head_per_lr_wd_pair_with_its_own_optimizer_settings():
     assert probe(torch.randn(3, 7, 64)).shape == (20, 3, 5)
 
 
-def test_sweep_learns_separable_features_and_reports_the_best_head():
+def separable_features(centers: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 2 clips, 5 tokens, D) tokens scattered around their class center, classes in turn."""
+    labels = torch.arange(n) % len(centers)
+    return centers[labels][:, None, None, :] + torch.randn(n, 2, 5, centers.shape[1]), labels
+
+
+def test_sweep_chooses_the_head_on_the_selection_split_and_reports_its_other_accuracies():
     torch.manual_seed(0)
     config = VJEPA2Config(**TINY)
     centers = torch.randn(3, 64) * 3
-
-    def features(n):
-        labels = torch.arange(n) % 3
-        return centers[labels][:, None, None, :] + torch.randn(n, 2, 5, 64), labels
-
-    train_x, train_y = features(60)
-    eval_x, eval_y = features(30)
-    args = ProbeArgs(learning_rates=(1e-3, 1e-5), weight_decays=(0.01,), epochs=5, batch_size=16, num_heads=4)
-    result = train_probe_sweep(config, train_x, train_y, eval_x, eval_y, 3, args)
-    assert len(result["heads"]) == 2
-    assert result["best"]["accuracy"] == max(h["accuracy"] for h in result["heads"]) == 1.0
+    train_x, train_y = separable_features(centers, 60)
+    val_x, val_y = separable_features(centers, 30)
+    test_x, _ = separable_features(centers, 30)
+    # lr 1e-3 learns the task; lr 1e-7 leaves its head near initialization. Training is seeded, so a first sweep
+    # tells what the second head will predict on the test clips; labelled with those predictions, the test split
+    # ranks the heads the other way round from the validation split.
+    args = ProbeArgs(learning_rates=(1e-3, 1e-7), weight_decays=(0.01,), epochs=5, batch_size=16, num_heads=4)
+    probe = train_probe_sweep(config, train_x, train_y, {"val": (val_x, val_y)}, 3, args, select_on="val")["probe"]
+    with torch.no_grad():
+        test_y = average_logits(probe.eval()(test_x.flatten(0, 1)).unflatten(1, (30, 2)))[1].argmax(-1)
+    splits = {"val": (val_x, val_y), "test": (test_x, test_y)}
+    on_val = train_probe_sweep(config, train_x, train_y, splits, 3, args, select_on="val")
+    learned, untrained = on_val["heads"]
+    assert learned["val_accuracy"] == 1.0 > untrained["val_accuracy"]
+    assert untrained["test_accuracy"] == 1.0 > learned["test_accuracy"]
+    assert on_val["best"] == {**learned, "index": 0, "selected_on": "val"}
+    on_test = train_probe_sweep(config, train_x, train_y, splits, 3, args, select_on="test")
+    assert on_test["heads"] == on_val["heads"] and on_test["best"] == {**untrained, "index": 1, "selected_on": "test"}
     with pytest.raises(ValueError, match=r"train labels must lie in \[0, 2\)"):
-        train_probe_sweep(config, train_x, train_y, eval_x, eval_y, 2, args)
+        train_probe_sweep(config, train_x, train_y, splits, 2, args, select_on="val")
+    with pytest.raises(ValueError, match="select_on='val' is not one of the evaluated splits"):
+        train_probe_sweep(config, train_x, train_y, {"test": (test_x, test_y)}, 3, args, select_on="val")
+    with pytest.raises(ValueError, match="the val split is empty"):
+        train_probe_sweep(config, train_x, train_y, {"val": (val_x[:0], val_y[:0])}, 3, args, select_on="val")
+
+
+def test_stratified_split_holds_out_a_share_of_every_class_disjoint_and_reproducibly():
+    labels = torch.tensor([0] * 20 + [1] * 10 + [2] * 3 + [3])
+    kept, held = stratified_split(labels, 0.1, seed=0)
+    assert set(kept.tolist()).isdisjoint(held.tolist()) and sorted(kept.tolist() + held.tolist()) == list(range(34))
+    # 10% of 20 and of 10; a class of 3 still gives one; a class of one stays in train.
+    assert torch.bincount(labels[held], minlength=4).tolist() == [2, 1, 1, 0]
+    assert all(torch.equal(a, b) for a, b in zip(stratified_split(labels, 0.1, seed=0), (kept, held)))
+    assert not torch.equal(stratified_split(labels, 0.1, seed=1)[1], held)
+    assert stratified_split(labels, 0.0, seed=0)[1].numel() == 0
+    with pytest.raises(ValueError, match=r"validation fraction must lie in \[0, 1\), got 1.0"):
+        stratified_split(labels, 1.0, seed=0)
 
 
 def test_multi_clip_multi_view_helpers():
@@ -107,32 +140,58 @@ def test_multi_clip_multi_view_helpers():
 
 
 def test_run_probe_script_end_to_end_on_a_tiny_world(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
     from vjepa_vlm.data.synthetic_world import generate_world
+    from vjepa_vlm.scripts import run_probe
 
-    generate_world(tmp_path / "world", n_train=16, n_test=8, seed=0, motions=("move_left", "move_right"))
+    world = tmp_path / "world"
+    generate_world(world, n_train=16, n_test=8, seed=0, motions=("move_left", "move_right"))
     torch.manual_seed(0)
     VJEPA2Model(VJEPA2Config(**TINY)).save_pretrained(tmp_path / "encoder")
-    spec = importlib.util.spec_from_file_location("run_probe", Path(__file__).parents[1] / "scripts" / "run_probe.py")
-    run_probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_probe)
-    common = ["--world", str(tmp_path / "world"), "--frames", "4", "--frame-step", "2", "--resolution", "32",
-              "--epochs", "2", "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01", "--num-heads", "4"]
+    common = ["--world", str(world), "--frames", "4", "--frame-step", "2", "--resolution", "32", "--epochs", "2",
+              "--batch-size", "8", "--learning-rates", "1e-3", "1e-4", "--weight-decays", "0.01", "--num-heads", "4"]
     summary = run_probe.main(
         ["--encoder", str(tmp_path / "encoder"), "--tasks", "motion", "appearance", "--seeds", "0", "1",
-         "--output", str(tmp_path / "probe.json"), "--save-model", str(tmp_path / "classifier")] + common
+         "--val-fraction", "0.25", "--output", str(tmp_path / "probe.json"),
+         "--save-model", str(tmp_path / "classifier")] + common
     )
     assert json.loads((tmp_path / "probe.json").read_text()) == json.loads(json.dumps(summary))
+    assert set(summary["tasks"]) == {"motion", "appearance"} and summary["selected_on"] == "val"
     motion = summary["tasks"]["motion"]
-    assert len(motion["seeds"]) == 2 and 0 <= motion["best_accuracy_mean"] <= 1
-    assert set(summary["tasks"]) == {"motion", "appearance"}
-    classifier = AutoModelForVideoClassification.from_pretrained(tmp_path / "classifier")
-    assert classifier(torch.randn(1, 4, 3, 32, 32)).logits.shape[-1] == motion["num_labels"]
+    # The validation videos come out of the training manifest (a quarter of each of the two motions) and the
+    # probe never trains on them.
+    items, labels = run_probe.labelled_items(world / "train" / "motion_classification.jsonl", world)
+    parts = run_probe.split_items(items, labels, 0.25, seed=0)
+    train_paths, val_paths = ({str(path) for _, path in parts[name][0]} for name in ("train", "val"))
+    assert sorted(val_paths) == sorted(motion["val_items"]) and val_paths.isdisjoint(train_paths)
+    assert motion["num_items"] == {"train": 12, "val": 4, "test": 8} and len(train_paths | val_paths) == 16
+    for run in motion["seeds"]:
+        val_best = max(range(len(run["heads"])), key=lambda i: run["heads"][i]["val_accuracy"])
+        assert run["best"] == {**run["heads"][val_best], "index": val_best, "selected_on": "val"}
+    tests = [run["best"]["test_accuracy"] for run in motion["seeds"]]
+    assert motion["accuracy"]["test"] == {"mean": statistics.mean(tests), "std": statistics.stdev(tests)}
+    # The saved classifier is the first seed's chosen head: classifying the test videos with it, logits averaged
+    # over the 2 segments x 3 views as the probe does, gives the reported test accuracy exactly.
+    classifier = AutoModelForVideoClassification.from_pretrained(tmp_path / "classifier").eval()
+    assert classifier.config.num_labels == motion["num_labels"]
+    test_items, test_labels = run_probe.labelled_items(world / "test" / "motion_classification.jsonl", world)
+    clip_args = ProbeArgs(num_frames=4, frame_step=2, resolution=32)
+    with torch.no_grad():
+        predictions = torch.stack(
+            [classifier(load_clips(kind, path, clip_args, 2, 3)).logits.mean(0).argmax() for kind, path in test_items]
+        )
+    assert (predictions == test_labels).float().mean().item() == motion["seeds"][0]["best"]["test_accuracy"]
+
     image = run_probe.main(["--encoder", str(tmp_path / "encoder"), "--tasks", "image", "--random-init",
-                            "--single-frame", "--num-blocks", "1", "--output", str(tmp_path / "image.json")] + common)
-    assert image["random_init"] and image["tasks"]["image"]["seeds"][0]["best"]["accuracy"] >= 0
+                            "--single-frame", "--num-blocks", "1", "--select-on", "test", "--val-fraction", "0",
+                            "--output", str(tmp_path / "image.json")] + common)
+    task = image["tasks"]["image"]
+    assert image["random_init"] and image["selected_on"] == task["selected_on"] == "test"
+    assert task["val_items"] == [] and set(task["accuracy"]) == {"test"} and task["accuracy"]["test"]["std"] is None
+    run = task["seeds"][0]
+    assert run["best"]["test_accuracy"] == max(head["test_accuracy"] for head in run["heads"])
+    with pytest.raises(SystemExit):
+        run_probe.main(["--encoder", str(tmp_path / "encoder"), "--val-fraction", "0",
+                        "--output", str(tmp_path / "x.json")] + common)
     with pytest.raises(FileNotFoundError, match="not a VJEPA2Model directory"):
         run_probe.main(["--encoder", str(tmp_path), "--output", str(tmp_path / "x.json")] + common)
 
