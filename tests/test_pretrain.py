@@ -7,7 +7,7 @@ import torch
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.data.pretrain_dataset import DataArgs, PretrainMixture, SourceArgs
 from vjepa_vlm.data.video_io import write_video
-from vjepa_vlm.train.checkpoint import latest_checkpoint
+from vjepa_vlm.train.checkpoint import DamagedCheckpointError, latest_checkpoint
 from vjepa_vlm.train.config import load_config
 from vjepa_vlm.train.pretrain import TINY_RECIPE, PretrainConfig, load_recipe, train
 from vjepa_vlm.vision.masking import MultiBlockMaskGenerator
@@ -117,6 +117,51 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_run(tmp_path, tiny_so
     assert rows[-1]["skipped_files"] > 0  # the broken video was drawn, skipped and counted
     assert [r["skipped_files"] for r in resumed_rows] == [r["skipped_files"] for r in rows]
     assert rows[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_resume_from_a_damaged_checkpoint_names_the_file(tmp_path, tiny_sources):
+    train(_config(tmp_path / "run", tiny_sources, "stop_at_step=2"))
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    weights = checkpoint / "training_state" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(DamagedCheckpointError, match=rf"checkpoint {checkpoint} is damaged: {weights} holds 1000 bytes"):
+        train(_config(tmp_path / "run", tiny_sources))
+
+
+def test_progress_bar_shows_before_the_first_sample_and_once_per_step(tmp_path, tiny_sources, monkeypatch):
+    import vjepa_vlm.train.loop as loop
+
+    events = []
+
+    class RecordingBar(loop.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "mininterval": 0, "miniters": 1})
+
+        def display(self, *args, **kwargs):
+            events.append(("draw", self.n))
+            return super().display(*args, **kwargs)
+
+    def sample(self, index, original=PretrainMixture.__getitem__):
+        events.append("sample")
+        return original(self, index)
+
+    monkeypatch.setattr(loop, "tqdm", RecordingBar)
+    monkeypatch.setattr(PretrainMixture, "__getitem__", sample)
+    train(_config(tmp_path / "run", tiny_sources))
+    draws = [event[1] for event in events if event != "sample"]
+    assert events[0] == ("draw", 0) and draws[:5] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", ["pretrain_vitl.yaml", "pretrain_vith.yaml", "pretrain_vitg.yaml"])
+def test_product_recipes_carry_no_synthetic_world(name):
+    path = TINY_RECIPE.with_name(name)
+    config = load_recipe(path)
+    assert type(config) is PretrainConfig and config.validate() == [] and "synthetic" not in path.read_text()
+
+
+def test_pretraining_without_sources_says_what_to_list(tmp_path):
+    with pytest.raises(ValueError, match="data.sources is empty"):
+        train(load_config(PretrainConfig, overrides=[f"checkpoint.dir={tmp_path}"]))
 
 
 def test_resume_dir_of_another_architecture_is_refused(tmp_path, tiny_sources):

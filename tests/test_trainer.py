@@ -14,10 +14,20 @@ from vjepa_vlm.train.trainer import ResumableBatchSampler, VLMTrainer, check_res
 torch.set_num_threads(2)
 
 
-def _train(run_dir, dataset=None, **overrides):
+def _train(run_dir, dataset=None, num_workers=0, **overrides):
     args = tiny_trainer_args(run_dir, **overrides)
-    output = VLMTrainer(args, tiny_vlm(), dataset or CountingVideoQA(), collate, base_dir=None).train()
+    output = VLMTrainer(args, tiny_vlm(), dataset or CountingVideoQA(), collate, base_dir=None,
+                        num_workers=num_workers).train()
     return output, [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+class WorkerOnlyVideoQA(CountingVideoQA):
+    """Refuses to build a sample in the training process: a run over it proves DataLoader workers decode."""
+
+    def __getitem__(self, index: int) -> dict:
+        if torch.utils.data.get_worker_info() is None:
+            raise RuntimeError("sample decoded in the training process")
+        return super().__getitem__(index)
 
 
 @pytest.mark.slow
@@ -38,6 +48,39 @@ def test_interrupted_and_resumed_run_continues_the_same_loss_curve(tmp_path):
     a = VJEPA2VLMForConditionalGeneration.from_pretrained(tmp_path / "whole" / "output").state_dict()
     b = VJEPA2VLMForConditionalGeneration.from_pretrained(output).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_workers_decode_and_a_resumed_run_with_workers_stays_exact(tmp_path):
+    _, whole = _train(tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="decoded in the training process"):
+        _train(tmp_path / "no_workers", dataset=WorkerOnlyVideoQA())
+    _train(tmp_path / "split", dataset=WorkerOnlyVideoQA(), num_workers=2, stop_after=2)
+    output, resumed = _train(tmp_path / "split", dataset=WorkerOnlyVideoQA(), num_workers=2)
+    assert [m["loss"] for m in resumed] == [m["loss"] for m in whole]
+    a = VJEPA2VLMForConditionalGeneration.from_pretrained(tmp_path / "whole" / "output").state_dict()
+    b = VJEPA2VLMForConditionalGeneration.from_pretrained(output).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_progress_bar_redraws_once_per_step(tmp_path, monkeypatch):
+    import vjepa_vlm.train.loop as loop
+
+    draws = []
+
+    class CountingBar(loop.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "mininterval": 0, "miniters": 1, "disable": False})
+
+        def display(self, *args, **kwargs):
+            draws.append(self.n)
+            return super().display(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "tqdm", CountingBar)
+    _train(tmp_path, steps=3, batch_size=2, **{"logging.progress_bar": True})
+    # The bar shows before the first step, then once per step (the postfix rides on the step's redraw);
+    # closing draws the final state once more.
+    assert draws[:4] == [0, 1, 2, 3] and len(draws) <= 5
 
 
 def test_bad_samples_are_skipped_and_counted(tmp_path):
