@@ -1,7 +1,7 @@
 """Baselines of a generated synthetic world: QA chance / majority / blind text-only, motion from pixels.
 
-    python scripts/make_synthetic_data.py --out /tmp/synth --train 2000 --test 500 --seed 0
-    python scripts/synthetic_baselines.py --data /tmp/synth
+    python scripts/make_synthetic_data.py --out runs/world_baselines --train 2000 --test 500 --seed 0
+    python scripts/synthetic_baselines.py --data runs/world_baselines
 """
 
 from __future__ import annotations
