@@ -79,6 +79,11 @@ class VJEPA2Config(PreTrainedConfig):
         pred_num_mask_tokens (`int`): Number of learnable mask tokens (one per masking pattern).
         pred_zero_init_mask_tokens (`bool`): Initialize mask tokens at zero instead of truncated normal.
         pred_mlp_ratio (`float`): Predictor MLP width / `pred_hidden_size`.
+
+    The attention implementation is transformers' `attn_implementation` keyword (here or in `from_pretrained`):
+    "eager" (the explicit-softmax reference), "sdpa" (the default) or "flash_attention_2" (needs flash-attn). Every
+    attention of the encoder, the predictor and the probe's pooler reads it from `config._attn_implementation` at
+    each call (`vjepa_vlm.vision.attention`); anything else is an error.
     """
 
     model_type = "vjepa2"

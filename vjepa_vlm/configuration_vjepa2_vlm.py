@@ -120,6 +120,11 @@ class VJEPA2VLMConfig(PreTrainedConfig):
         video_token_id (`int`): id of the `<video>` placeholder token.
         freeze_vision_tower (`bool`): run the encoder without gradients (the "frozen" alignment setup, E.2).
         tie_word_embeddings (`bool`): tie the LM head to the input embeddings; follows `text_config` when None.
+
+    `attn_implementation` (a keyword here or in `from_pretrained`) is passed on to both sub-configs, as transformers
+    does; a dict such as `{"text_config": "flash_attention_2", "vision_config": "sdpa"}` sets them apart. The vision
+    tower and the projector's attentive pooler follow `vision_config`'s ("eager", "sdpa" (default) or
+    "flash_attention_2"; see `vjepa_vlm.vision.attention`).
     """
 
     model_type = "vjepa2_vlm"
