@@ -10,13 +10,13 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import is_flash_attn_2_available
 from vjepa2_oracle import random_clip, random_split, randomize_, tiny_config
 
-import vjepa_vlm.vision.attention as attention
+from vjepa_vlm.vision import attention
 from vjepa_vlm import VJEPA2Model, VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration
 from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ForVideoClassification
 from vjepa_vlm.projector_vjepa2_vlm import build_projector
 from vjepa_vlm.vision.encoder import VJEPA2VisionEncoder
 
-TOL = dict(atol=1e-5, rtol=1e-4)
+TOL = {"atol": 1e-5, "rtol": 1e-4}
 
 
 @pytest.fixture
@@ -161,6 +161,9 @@ def test_flash_attention_without_flash_attn_is_a_clear_error_not_a_hub_kernel():
         VJEPA2Model(tiny_config(attn_implementation="flash_attention_2"))
     with pytest.raises(ImportError, match="needs the flash-attn package"):
         VJEPA2VisionEncoder(tiny_config(attn_implementation="flash_attention_2"))
+    config = VJEPA2VLMConfig.from_preset("vjepa2-tiny-qwen2", attn_implementation="flash_attention_2")
+    with pytest.raises(ImportError, match="needs the flash-attn package"):
+        VJEPA2VLMForConditionalGeneration(config)
 
 
 class MultiheadAttentionProjector(nn.Module):

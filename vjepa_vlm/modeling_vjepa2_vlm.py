@@ -26,6 +26,7 @@ from transformers.utils import ModelOutput
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
 from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, init_vjepa2_projection
 from vjepa_vlm.projector_vjepa2_vlm import VJEPA2VLMAttentivePooler, build_projector
+from vjepa_vlm.vision.attention import check_attn_implementation
 from vjepa_vlm.vision.attentive_pooler import PoolerAttention
 from vjepa_vlm.vision.encoder import VJEPA2VisionEncoder
 
@@ -82,6 +83,14 @@ class VJEPA2VLMPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+
+    def _check_and_adjust_attn_implementation(
+        self, attn_implementation: str | None, is_init_check: bool = False, allow_all_kernels: bool = False
+    ) -> str:
+        # The vision side first: an implementation it cannot run, or flash-attn missing, fails here rather than
+        # after transformers has substituted a kernel fetched from the Hub for the LLM.
+        check_attn_implementation(self.config.vision_config._attn_implementation)
+        return super()._check_and_adjust_attn_implementation(attn_implementation, is_init_check, allow_all_kernels)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
