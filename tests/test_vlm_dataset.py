@@ -1,15 +1,12 @@
 """Weighted conversation mixtures, decoding in DataLoader workers, mixed-media batches, skip-and-count."""
 
-import ast
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import vjepa_vlm.data
 from vjepa_vlm import VJEPA2VLMConfig, VJEPA2VLMForConditionalGeneration, VJEPA2VLMProcessor
 from vjepa_vlm.data.label_masking import IGNORE_INDEX
 from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
@@ -127,21 +124,6 @@ def test_any_per_sample_encoding_failure_is_skipped_and_counted_with_its_file_an
     assert reason.startswith(f"{manifest}:1: ValueError: ") and "straddles an assistant-turn boundary" in reason
     assert f"{manifest}:1: ValueError" in caplog.text
     assert tokenizer.decode(sample["input_ids"][sample["labels"] != IGNORE_INDEX]) == "Hi.<|im_end|>"
-
-
-def test_the_data_layer_imports_nothing_above_it():
-    # The processor and models build on data/; an import back up would make the layers a cycle again.
-    upward = []
-    for path in sorted(Path(vjepa_vlm.data.__file__).parent.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            else:
-                continue
-            upward += [f"{path.name}: {n}" for n in names if n.startswith("vjepa_vlm") and not n.startswith("vjepa_vlm.data")]
-    assert upward == []
 
 
 @pytest.mark.slow
