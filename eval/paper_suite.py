@@ -4,7 +4,8 @@ Section 7 evaluates with lmms-eval on PerceptionTest, MVP, TempCompass, Temporal
 MVBench, sampling frames uniformly: 128 frames in the controlled setup (appendix E.2) and 32 in the scaling
 setup (appendix E.3). Nothing here downloads anything; lmms-eval fetches each dataset from the Hugging Face Hub
 on first use (their configs send the user's HF token: log in with `huggingface-cli login`), except MVP's
-videos, which are not redistributed and must be assembled by the user.
+videos, which are not redistributed and must be assembled by the user. Video folders live under `$HF_HOME`
+(huggingface_hub's default when unset: `vjepa_vlm.eval.lmms_plugin` sets it for the task utils that read it).
 
     python -m vjepa_vlm.eval.paper_suite --pretrained CKPT --setup scaling   # prints the lmms-eval commands
 """
@@ -54,7 +55,7 @@ PAPER_BENCHMARKS: tuple[PaperBenchmark, ...] = (
         "perceptiontest_test_mc",
         "perceptiontest/test",
         "test accuracy (Table 8); answers are hidden: lmms-eval writes a submission file for the challenge server",
-        "HF Hub lmms-eval/PerceptionTest; its lmms-eval utils need HF_HOME set",
+        "HF Hub lmms-eval/PerceptionTest, videos unzipped into $HF_HOME/perceptiontest",
     ),
     PaperBenchmark(
         "MVP",
