@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from vjepa_vlm.data import synthetic_labels as labels
 from vjepa_vlm.data.manifests import atomic_output_dir, write_jsonl
@@ -264,6 +267,7 @@ def generate_world(
     compositional_fraction: float = 0.5,
     workers: int = 1,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> WorldSummary:
     """Generate the train and test splits into `out_dir` atomically (temp dir + rename).
 
@@ -272,6 +276,8 @@ def generate_world(
         n_train, n_test: clips per split.
         seed: the only source of randomness; the same seed gives the same clips and labels.
         workers: processes rendering and encoding clips (at most 2 on the project machine).
+        overwrite: replace an existing `out_dir` (else `OutputExistsError`).
+        progress: show a progress bar over the clips on stderr (generation takes tens of seconds).
         other args: see WorldConfig.
     """
     started = time.perf_counter()
@@ -296,11 +302,13 @@ def generate_world(
                 (root / kind / split).mkdir(parents=True)
             (root / split).mkdir()
         jobs = [(config, seed, split, i, root) for split, n in (("train", n_train), ("test", n_test)) for i in range(n)]
-        if workers == 1:
-            records = [make_clip(*job) for job in jobs]
-        else:
-            with multiprocessing.get_context().Pool(workers) as pool:
-                records = pool.map(_make_clip_job, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
+        pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+        with pool or nullcontext():
+            # imap keeps the job order, as map does, so the manifests do not depend on the worker count.
+            chunksize = max(1, len(jobs) // (8 * workers))
+            made = map(_make_clip_job, jobs) if pool is None else pool.imap(_make_clip_job, jobs, chunksize=chunksize)
+            bar = tqdm(made, total=len(jobs), desc=f"world {Path(out_dir).name}", unit="clip", file=sys.stderr, disable=not progress)
+            records = list(bar)
         for split in SPLITS:
             split_records = [r for r in records if r["split"] == split]
             for name, rows in _manifests(split_records, split, seed).items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vjepa_vlm.data.manifests import OutputExistsError
 from vjepa_vlm.data.synthetic_motion import MOTION_NAMES
 from vjepa_vlm.data.synthetic_world import WorldConfig, generate_world
 
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             fps=args.fps, max_objects=args.max_objects, motions=args.motions, anticipation_s=args.anticipation_s,
             compositional_fraction=args.compositional_fraction, workers=args.workers, overwrite=args.overwrite,
         )
-    except (ValueError, FileExistsError) as error:
+    except OutputExistsError as error:
+        print(f"error: output directory {error.path} already exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(

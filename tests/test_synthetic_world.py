@@ -1,5 +1,12 @@
+import fcntl
 import json
+import os
 import runpy
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,8 +190,64 @@ def test_cli_writes_a_world_and_reports_bad_input(tmp_path, capsys):
     main = runpy.run_path(str(script), run_name="make_synthetic_data")["main"]
     assert main(["--out", str(tmp_path / "w"), "--train", "2", "--test", "1", "--seed", "1"]) == 0
     assert len(read_jsonl(tmp_path / "w" / "train" / "clips.jsonl")) == 2
+    assert "3/3" in capsys.readouterr().err  # the progress bar
     assert main(["--out", str(tmp_path / "x"), "--train", "2", "--test", "1", "--seed", "1", "--size", "16"]) == 2
     assert "size must be" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["--out", str(tmp_path / "w"), "--train", "2", "--test", "1", "--seed", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "already exists; pass --overwrite to replace it" in error and "overwrite=True" not in error
+
+
+def test_output_folders_follow_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        generate_world(tmp_path / "world", n_train=1, n_test=1, seed=0, progress=False)
+    finally:
+        os.umask(previous)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "world", *(tmp_path / "world").rglob("*")] if p.is_dir()}
+    assert modes == {0o750}
+
+
+def test_stale_staging_folders_are_removed_and_live_ones_kept(tmp_path):
+    dead, retired, live = (tmp_path / name for name in (".world.tmp-dead", ".world.old-1234", ".world.tmp-live"))
+    for folder in (dead, retired, live, tmp_path / ".other.tmp-x"):
+        folder.mkdir()
+        (folder / "clip.mp4").write_bytes(b"partial")
+    descriptor = os.open(live, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)  # as a writer still running holds it
+    try:
+        generate_world(tmp_path / "world", n_train=1, n_test=1, seed=0, progress=False)
+    finally:
+        os.close(descriptor)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-x", ".world.tmp-live", "world"]
+
+
+def _start_generation(out: Path) -> subprocess.Popen:
+    code = (
+        "import sys; from vjepa_vlm.data.synthetic_world import generate_world; "
+        "generate_world(sys.argv[1], n_train=400, n_test=0, seed=0, progress=False)"
+    )
+    earlier = set(out.parent.glob(f".{out.name}.tmp-*"))
+    process = subprocess.Popen([sys.executable, "-c", code, str(out)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    # Wait until this run writes clips, i.e. its own staging folder exists and holds a video.
+    while not [p for p in out.parent.glob(f".{out.name}.tmp-*") if p not in earlier and list(p.glob("videos/train/*.mp4"))]:
+        assert process.poll() is None and time.monotonic() < deadline, "generation never started"
+        time.sleep(0.2)
+    return process
+
+
+@pytest.mark.slow
+def test_killed_generation_leaves_no_staging_folder_behind(tmp_path):
+    out = tmp_path / "world"
+    killed = _start_generation(out)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == [".world.tmp"]  # nothing can clean up after SIGKILL
+    terminated = _start_generation(out)  # the next run removes the killed run's leftovers first
+    terminated.send_signal(signal.SIGTERM)
+    assert terminated.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_rendered_clip_shows_the_main_object_moving_right():
