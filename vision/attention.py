@@ -74,7 +74,7 @@ def attention_function(config) -> Callable:
 def attend(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float) -> torch.Tensor:
     """Bidirectional attention of `(B, H, N, d)` heads through the dispatch of `module.config`; returns `(B, N, H * d)`.
 
-    `module` must carry `config` (read by the dispatch and by transformers' flash path) and `is_causal = False`.
+    `module` must carry `config`, read by the dispatch and by transformers' flash path.
     """
     out, _ = attention_function(module.config)(
         module,
@@ -102,8 +102,6 @@ class RopeSelfAttention(nn.Module):
         qkv_bias: bias on the query/key/value projections.
         dropout: attention-probability dropout, applied in training only.
     """
-
-    is_causal = False
 
     def __init__(self, config, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0):
         super().__init__()

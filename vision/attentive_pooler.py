@@ -71,8 +71,6 @@ class PoolerAttention(nn.Module):
             (`nn.MultiheadAttention`'s layout) instead of `q_proj`/`k_proj`/`v_proj`.
     """
 
-    is_causal = False
-
     def __init__(
         self, config, hidden_size: int, num_heads: int, output_projection: bool, packed_projection: bool = False
     ):
