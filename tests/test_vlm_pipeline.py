@@ -1,6 +1,5 @@
 """scripts/vlm_pipeline.py scores the position and the tokens that training supervises (issue 6's "always A")."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,9 @@ from vjepa_vlm import VJEPA2VLMConfig, VJEPA2VLMProcessor
 from vjepa_vlm.data.label_masking import IGNORE_INDEX
 from vjepa_vlm.data.synthetic_labels import LETTERS as DATA_LETTERS
 from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
+from vjepa_vlm.scripts import vlm_pipeline as pipeline
 
 torch.set_num_threads(1)
-spec = importlib.util.spec_from_file_location("vlm_pipeline", Path(__file__).parents[1] / "scripts" / "vlm_pipeline.py")
-pipeline = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pipeline)
 
 QUESTION = ("Which action best describes what happens to the blue digit 8?\nA. Moving something down\n"
             "B. Something getting smaller\nC. Moving something up\nD. Something getting bigger\n"
