@@ -28,7 +28,7 @@ def _pretrain(run_dir, world, *overrides, zero="zero2"):
 def test_zero2_pretraining_interrupted_and_resumed_matches_uninterrupted(tmp_path, world):
     _pretrain(tmp_path / "straight", world)
     _pretrain(tmp_path / "resumed", world, "stop_at_step=2")
-    state = latest_checkpoint(tmp_path / "resumed") / "training_state" / "accelerate"
+    state = latest_checkpoint(tmp_path / "resumed") / "training_state"
     assert {p.name for p in state.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
     log = _pretrain(tmp_path / "resumed", world)
     assert "resumed from" in log and "at step 2" in log
