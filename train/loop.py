@@ -13,6 +13,15 @@ micro-batch, `step_fn(batch) -> StepOutput`. The loop owns everything else:
 * resume: `resume()` restores the newest checkpoint into the prepared objects and returns the step and
   running totals to continue from, and the metrics log is cut back to that step. Given a data order that is a
   function of (seed, position), a resumed run then takes exactly the steps an uninterrupted one would.
+
+A new trainer is its config, its models and data, and a step function::
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    loop = TrainingLoop(accelerator, model, optimizer, scheduler, config, config.checkpoint, name="world model")
+    step, totals = loop.resume(latest_checkpoint(config.checkpoint.dir) if config.checkpoint.resume else None)
+    batches = iter(DataLoader(dataset, batch_sampler=ResumableBatchSampler(..., start=step * accumulation)))
+    loop.run(batches, lambda batch: StepOutput(model(**batch).loss), {"model": accelerator.unwrap_model(model)},
+             step=step, last_step=config.steps, totals=totals)
 """
 
 from __future__ import annotations

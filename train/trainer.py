@@ -36,7 +36,7 @@ from vjepa_vlm.train.stages import LoraArgs, StageArgs, check_module_paths, inje
 from vjepa_vlm.vision.schedules import OptimizerScheduler, warmup_cosine, warmup_stable_decay
 
 # Keys that may change between an interrupted run and its resumption without changing the recipe.
-RESUMABLE_CHANGES = ("checkpoint.", "logging.", "stop_after", "data.num_workers")
+RESUMABLE_CHANGES = ("checkpoint.", "logging.", "stop_after", "data.num_workers", "data.prefetch_factor")
 
 
 @dataclass
