@@ -53,11 +53,16 @@ def eager_attention_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(Q K^T * scaling) V over `(B, H, N, d)` tensors, the reference every other implementation must match.
 
+    `attention_mask` is None (every query sees every key) or a boolean `(Nq, Nk)` (or broadcastable) tensor, True where
+    a query may attend, as `torch.nn.functional.scaled_dot_product_attention` reads it.
+
     Returns `((B, N, H, d) output, (B, H, Nq, Nk) attention probabilities)`, transformers' attention-interface layout.
     """
-    if attention_mask is not None:
-        raise ValueError("the V-JEPA 2 vision attention is bidirectional over the given tokens: attention_mask must be None")
     weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype != torch.bool:
+            raise TypeError(f"attention_mask must be a boolean tensor (True = attend), got {attention_mask.dtype}")
+        weights = weights.masked_fill(~attention_mask, torch.finfo(weights.dtype).min)
     # Softmax in fp32 as transformers' eager paths do, so bf16/fp16 runs stay comparable with the fused kernels.
     weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
@@ -71,17 +76,31 @@ def attention_function(config) -> Callable:
     return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
 
-def attend(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float) -> torch.Tensor:
-    """Bidirectional attention of `(B, H, N, d)` heads through the dispatch of `module.config`; returns `(B, N, H * d)`.
+def attend(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    dropout: float,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attention of `(B, H, N, d)` heads through the dispatch of `module.config`; returns `(B, N, H * d)`.
 
-    `module` must carry `config`, read by the dispatch and by transformers' flash path.
+    `module` must carry `config`, read by the dispatch and by transformers' flash path. `attention_mask` (boolean,
+    True = attend; see `eager_attention_forward`) restricts which keys each query sees; None is bidirectional.
     """
+    if attention_mask is not None and check_attn_implementation(module.config._attn_implementation) == "flash_attention_2":
+        # transformers' flash path reads a mask as key padding, so an attention pattern would be silently wrong.
+        raise ValueError(
+            "attn_implementation='flash_attention_2' cannot apply an attention pattern (the action-conditioned "
+            "predictor's block-causal mask); use 'sdpa' or 'eager'"
+        )
     out, _ = attention_function(module.config)(
         module,
         query,
         key,
         value,
-        None,
+        attention_mask,
         scaling=query.shape[-1] ** -0.5,
         dropout=dropout if module.training else 0.0,
         is_causal=False,
@@ -116,11 +135,13 @@ class RopeSelfAttention(nn.Module):
         self.value = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
         self.proj = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, rope: RopeTables) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, rope: RopeTables, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         batch, tokens, _ = hidden_states.shape
 
         def heads(projection: nn.Linear) -> torch.Tensor:
             return projection(hidden_states).view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
         query, key = apply_rope(heads(self.query), rope), apply_rope(heads(self.key), rope)
-        return self.proj(attend(self, query, key, heads(self.value), self.dropout))
+        return self.proj(attend(self, query, key, heads(self.value), self.dropout, attention_mask))

@@ -88,11 +88,17 @@ class VJEPA2Block(GradientCheckpointingLayer):
             projection.residual_depth = depth_index
 
     def forward(
-        self, hidden_states: torch.Tensor, rope_cos: torch.Tensor, rope_signed_sin: torch.Tensor
+        self,
+        hidden_states: torch.Tensor,
+        rope_cos: torch.Tensor,
+        rope_signed_sin: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        # The tables travel as positional tensors so gradient checkpointing can replay the block with them.
+        """`attention_mask`: optional boolean `(N, N)` pattern, True where a token may attend (None: all tokens)."""
+        # The tables (and the mask) travel as positional tensors so gradient checkpointing can replay the block.
         rope = RopeTables(cos=rope_cos, signed_sin=rope_signed_sin)
-        hidden_states = hidden_states + self.drop_path(self.attention(self.norm1(hidden_states), rope))
+        attended = self.attention(self.norm1(hidden_states), rope, attention_mask)
+        hidden_states = hidden_states + self.drop_path(attended)
         return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
 
 

@@ -36,3 +36,13 @@ from vjepa_vlm.modeling_vjepa2_probe import VJEPA2ForVideoClassification  # noqa
 
 AutoModelForVideoClassification.register(VJEPA2Config, VJEPA2ForVideoClassification, exist_ok=True)
 __all__ += ["VJEPA2ForVideoClassification"]
+
+# V-JEPA 2-AC (issue 19): the action-conditioned predictor ("vjepa2_ac") and the world model ("vjepa2_world_model").
+from vjepa_vlm.configuration_vjepa2_ac import VJEPA2ACConfig, VJEPA2WorldModelConfig  # noqa: E402
+from vjepa_vlm.modeling_vjepa2_ac import VJEPA2ACPredictor, VJEPA2WorldModel  # noqa: E402
+
+AutoConfig.register("vjepa2_ac", VJEPA2ACConfig, exist_ok=True)
+AutoConfig.register("vjepa2_world_model", VJEPA2WorldModelConfig, exist_ok=True)
+AutoModel.register(VJEPA2ACConfig, VJEPA2ACPredictor, exist_ok=True)
+AutoModel.register(VJEPA2WorldModelConfig, VJEPA2WorldModel, exist_ok=True)
+__all__ += ["VJEPA2ACConfig", "VJEPA2ACPredictor", "VJEPA2WorldModel", "VJEPA2WorldModelConfig"]
