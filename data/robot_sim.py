@@ -1,0 +1,138 @@
+"""The Fetch pick-and-place simulator (gymnasium-robotics on MuJoCo) seen through one fixed camera.
+
+`make_fetch_env` builds `FetchPickAndPlace-v4` rendering `size` x `size` RGB frames offscreen and wraps it in
+`FetchCamera`, which hides the goal marker (goals come from images, never from a drawn target) and reads
+the quantities play recording needs: the end-effector state (gripper xyz + finger opening) and the block pose.
+
+The simulator is the optional `robot` extra (`pip install "vjepa-vlm[robot]"`: mujoco < 3.4, because with 4.x
+the Fetch setup fails an assertion, and gymnasium-robotics 1.4.2). Rendering is offscreen through EGL by
+default (`MUJOCO_GL=egl`, which Mesa provides on a CPU-only machine).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+ENV_ID = "FetchPickAndPlace-v4"
+# Front view of the table from the far side: gripper, fingers and block all visible (measured in issue #19).
+DEFAULT_CAMERA = {"distance": 1.4, "azimuth": 180.0, "elevation": -30.0, "lookat": (1.3, 0.75, 0.45)}
+STATE_NAMES = ("x", "y", "z", "gripper_opening")
+ACTION_NAMES = ("dx", "dy", "dz", "gripper")
+BLOCK_POSE_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
+# The Fetch controller moves the mocap target by action * 0.05 m per step (gymnasium-robotics' `_set_action`).
+ACTION_SCALE_M = 0.05
+
+
+class SimulatorUnavailableError(RuntimeError):
+    """The simulator packages are missing or MuJoCo cannot render offscreen."""
+
+
+def _import_simulator():
+    # MuJoCo picks its OpenGL backend when first imported; its default (GLFW) needs a display.
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import gymnasium
+        import gymnasium_robotics
+        import mujoco
+    except ImportError as error:
+        raise SimulatorUnavailableError(
+            f"the Fetch simulator needs the `robot` extra (pip install \"vjepa-vlm[robot]\"): {error}"
+        ) from error
+    gymnasium.register_envs(gymnasium_robotics)
+    return gymnasium, mujoco
+
+
+def _rendering_error(error: BaseException) -> SimulatorUnavailableError:
+    backend = os.environ.get("MUJOCO_GL")
+    return SimulatorUnavailableError(
+        f"MuJoCo cannot render offscreen with MUJOCO_GL={backend} ({type(error).__name__}: {error}). "
+        "On a machine without a display use MUJOCO_GL=egl with an EGL library (Mesa's libegl1 works on the CPU), "
+        "or MUJOCO_GL=osmesa with the libosmesa6 system package."
+    )
+
+
+class FetchCamera:
+    """A Fetch env rendering one fixed camera, with the goal marker hidden and state read-outs.
+
+    A thin wrapper in the gymnasium sense: `reset(seed=...)` and `step(action)` are the env's own (rewards and
+    goals are passed through untouched; play recording ignores them), `render()` returns the camera frame.
+
+    Args:
+        env: a `gymnasium.make(ENV_ID, render_mode="rgb_array", ...)` environment.
+    """
+
+    def __init__(self, env):
+        self.env = env
+        self.sim = env.unwrapped
+        _, mujoco = _import_simulator()
+        self._mujoco = mujoco
+        model = self.sim.model
+        # `_render_callback` moves the goal site before every render; an invisible site cannot leak the goal.
+        model.site_rgba[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "target0"), 3] = 0.0
+        self.fps = round(1.0 / self.sim.dt)
+
+    def reset(self, *, seed: int):
+        return self.env.reset(seed=seed)
+
+    def step(self, action):
+        return self.env.step(np.asarray(action, dtype=np.float32))
+
+    def render(self) -> np.ndarray:
+        try:
+            return np.ascontiguousarray(self.env.render())
+        except Exception as error:  # the GL backend fails in many ways (ImportError, RuntimeError, GLError)
+            raise _rendering_error(error) from error
+
+    def state(self) -> np.ndarray:
+        """End-effector state: gripper site xyz (m) and finger opening (sum of the two finger joints, m)."""
+        grip = self.sim._utils.get_site_xpos(self.sim.model, self.sim.data, "robot0:grip")
+        fingers = [
+            self.sim._utils.get_joint_qpos(self.sim.model, self.sim.data, f"robot0:{side}_gripper_finger_joint")[0]
+            for side in ("l", "r")
+        ]
+        return np.array([*grip, sum(fingers)], dtype=np.float32)
+
+    def block_pose(self) -> np.ndarray:
+        """Block position (m) and orientation quaternion (w, x, y, z) from its free joint."""
+        return np.asarray(self.sim._utils.get_joint_qpos(self.sim.model, self.sim.data, "object0:joint"), dtype=np.float32)
+
+    @property
+    def table_height(self) -> float:
+        """Height of the block's centre when it rests on the table."""
+        return float(self.sim.height_offset)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_fetch_env(size: int = 64, max_steps: int = 100, camera: dict | None = None) -> FetchCamera:
+    """Build the Fetch pick-and-place simulator rendering `size` x `size` frames and check that it renders.
+
+    Args:
+        size: frame side in pixels (even, for H.264).
+        max_steps: the env's time limit (gymnasium's `TimeLimit`), at least the longest episode recorded.
+        camera: MuJoCo free-camera settings (distance, azimuth, elevation, lookat); `DEFAULT_CAMERA` if None.
+
+    Raises:
+        SimulatorUnavailableError: the `robot` extra is missing or offscreen rendering does not work.
+    """
+    if not isinstance(size, int) or size < 16 or size % 2:
+        raise ValueError(f"size must be an even integer >= 16, got {size!r}")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    gymnasium, _ = _import_simulator()
+    camera = dict(DEFAULT_CAMERA if camera is None else camera)
+    camera["lookat"] = np.asarray(camera["lookat"], dtype=np.float64)
+    try:
+        env = gymnasium.make(
+            ENV_ID, render_mode="rgb_array", width=size, height=size, max_episode_steps=max_steps,
+            default_camera_config=camera,
+        )
+    except Exception as error:  # MuJoCo's GL backend is loaded here: a missing EGL fails at this point
+        raise _rendering_error(error) from error
+    wrapped = FetchCamera(env)
+    wrapped.reset(seed=0)
+    wrapped.render()
+    return wrapped
