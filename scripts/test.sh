@@ -13,7 +13,9 @@ if python -c "import torch" 2>/dev/null; then
 else
     torch_pin="torch==2.14.1"
 fi
-# The same extras as the README's install line: lmms-eval (`eval`) needs torchvision 0.29.1.
-pip install -q "$torch_pin" torchvision==0.29.1 -e ".[test,eval]"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+# The same extras as the README's install line: lmms-eval (`eval`) needs torchvision 0.29.1; `robot` is the
+# Fetch simulator, so the play-data tests run it for real.
+pip install -q "$torch_pin" torchvision==0.29.1 -e ".[test,eval,robot]"
+# MuJoCo renders offscreen through EGL (Mesa on a CPU-only machine).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MUJOCO_GL=egl
 pytest -q --durations=15 "$@"
