@@ -63,8 +63,10 @@ def test_zero3_stages_hand_off_from_projector_only_stage1_with_lora(tmp_path):
     _launch(REPO / "train" / "stage1.py", "steps=2", *tiny, cwd=tmp_path)
     stage1 = tmp_path / "runs" / "vlm_tiny" / "stage1" / "output"
     assert json.loads((stage1 / "stage.json").read_text())["weights"] == "tunable"
+    # Stage 3 decodes its videos in a DataLoader worker per rank (`data.num_workers`).
     _launch(REPO / "train" / "stage3.py", "steps=2", f"model.init_from={stage1}", "lora.enabled=true",
-            "stage.tunable=[model.multi_modal_projector,model.language_model]", *tiny, cwd=tmp_path)
+            "stage.tunable=[model.multi_modal_projector,model.language_model]", "data.num_workers=1", *tiny,
+            cwd=tmp_path)
     run = tmp_path / "runs" / "vlm_tiny" / "stage3"
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in _metrics(run))
     model = VJEPA2VLMForConditionalGeneration.from_pretrained(run / "output")
