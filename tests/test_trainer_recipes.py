@@ -8,7 +8,7 @@ import torch
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
 from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
 from vjepa_vlm.train.config import load_config, validate_config
-from vjepa_vlm.train.run_stage import RECIPES, EmbeddedStageConfig, StageConfig, load_stage_config
+from vjepa_vlm.train.run_stage import RECIPES, EmbeddedStageConfig, StageConfig, load_stage_config, resolve_init_dir
 from vjepa_vlm.train.stages import check_module_paths
 
 STAGE_RECIPES = sorted(RECIPES.glob("stage*.yaml"))
@@ -84,6 +84,8 @@ def test_product_config_has_no_demo_fields():
         load_stage_config(RECIPES / "stage1_llava_qwen2_7b.yaml", ["embedded.world_dir=runs/w"])
     with pytest.raises(ValueError, match="model.init_from is empty"):
         validate_config(load_config(StageConfig, overrides=["data.sources=[{path: a.jsonl}]"]))
+    with pytest.raises(ValueError, match="model.init_from=embedded needs a recipe with an `embedded:` section"):
+        resolve_init_dir(load_config(StageConfig, overrides=["model.init_from=embedded"]), accelerator=None)
 
 
 def test_data_workers_are_a_stage_setting():

@@ -50,7 +50,6 @@ class ModelArgs:
     attn_implementation: str = "sdpa"
     processor: dict = field(default_factory=dict)
 
-
     def validate(self) -> list[str]:
         return [] if self.init_from else ["model.init_from is empty: point it at the previous stage's output "
                                           "(or an assembled VLM directory)"]
