@@ -74,7 +74,7 @@ def reference_forward(state, config, features, actions, states, extrinsics=None)
         return F.layer_norm(x, (x.shape[-1],), state[f"{name}.weight"], state[f"{name}.bias"], eps=1e-6)
 
     batch, steps, patches, _ = features.shape
-    side = int(math.isqrt(patches))
+    side = math.isqrt(patches)
     heads, width = config.num_attention_heads, config.hidden_size
     head_dim = width // heads
     seg = 2 * ((head_dim // 3) // 2)
@@ -263,3 +263,17 @@ def test_conversion_strips_wrappers_splits_qkv_and_rejects_unknown_keys():
     without = {key: value for key, value in wrapped.items() if "extrinsics" not in key}
     with pytest.raises(ValueError, match="no extrinsics_encoder"):
         convert_meta_ac_predictor(without, use_extrinsics=True)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    config = tiny_config()
+    state = reference_state_dict(config, seed=4)
+    grads = []
+    for checkpointing in (False, True):
+        model = converted_model(config, state).train()
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            assert all(block.gradient_checkpointing for block in model.predictor.predictor_blocks)
+        model(*inputs(config)).predicted_features.square().mean().backward()
+        grads.append({name: p.grad for name, p in model.named_parameters()})
+    assert all((grads[0][name] - grads[1][name]).abs().max().item() <= 1e-6 for name in grads[0])

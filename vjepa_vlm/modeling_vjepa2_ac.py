@@ -238,4 +238,4 @@ class VJEPA2WorldModel(VJEPA2ACPreTrainedModel):
         return features[:, context_features.shape[1] :]
 
 
-__all__ = ["VJEPA2ACOutput", "VJEPA2ACPredictor", "VJEPA2ACPreTrainedModel", "VJEPA2WorldModel", "normalize_features"]
+__all__ = ["VJEPA2ACOutput", "VJEPA2ACPreTrainedModel", "VJEPA2ACPredictor", "VJEPA2WorldModel", "normalize_features"]
