@@ -207,6 +207,13 @@ def test_damaged_checkpoint_is_refused_naming_the_file(tmp_path, damage):
         load_checkpoint_state(path, accelerator, scheduler)
 
 
+def test_damaged_weights_to_start_from_are_named(tmp_path):
+    weights = _save(tmp_path, 1) / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4])
+    with pytest.raises(DamagedCheckpointError, match=rf"{weights} is damaged: it cannot be read as safetensors"):
+        load_model_weights(TinyModel(TinyConfig()), weights.parent)
+
+
 def test_metrics_truncation_is_atomic_and_keeps_rows_up_to_the_step(tmp_path, monkeypatch):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(f'{{"step": {s}, "loss": 1.0}}\n' for s in range(1, 6)))

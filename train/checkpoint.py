@@ -181,9 +181,12 @@ def _saved_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
         raise FileNotFoundError(f"{model_dir} holds no .safetensors weights")
     shapes = {}
     for file in files:
-        with safe_open(file, framework="pt") as handle:
-            for key in handle.keys():
-                shapes[key] = tuple(handle.get_slice(key).get_shape())
+        try:
+            with safe_open(file, framework="pt") as handle:
+                for key in handle.keys():
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        except Exception as error:  # safetensors reports a truncated file as "invalid header length", no path
+            raise DamagedCheckpointError(f"{file} is damaged: it cannot be read as safetensors ({error})") from error
     return shapes
 
 
