@@ -25,7 +25,8 @@ def reference_state_dict(config: VJEPA2ACConfig, seed: int = 0) -> dict[str, tor
     """Random weights under the reference's names and shapes (fused qkv; extrinsics encoder always present, fed
     `action_dim - 1` features, as `VisionTransformerPredictorAC.__init__` builds it)."""
     generator = torch.Generator().manual_seed(seed)
-    width, encoder_width, inner = config.hidden_size, config.encoder_hidden_size, int(config.hidden_size * config.mlp_ratio)
+    width, encoder_width = config.hidden_size, config.encoder_hidden_size
+    inner = int(width * config.mlp_ratio)
     shapes = {
         "predictor_embed": (width, encoder_width),
         "action_encoder": (width, config.action_dim),
@@ -94,7 +95,9 @@ def reference_forward(state, config, features, actions, states, extrinsics=None)
             allowed[t1 * (k + patches) : (t1 + 1) * (k + patches), t2 * (k + patches) : (t2 + 1) * (k + patches)] = True
 
     def rotate_patches(q):
-        parts = [rotate(q[..., :seg], frame), rotate(q[..., seg : 2 * seg], row), rotate(q[..., 2 * seg : 3 * seg], col)]
+        parts = [
+            rotate(q[..., :seg], frame), rotate(q[..., seg : 2 * seg], row), rotate(q[..., 2 * seg : 3 * seg], col)
+        ]
         return torch.cat(parts + [q[..., 3 * seg :]], dim=-1)
 
     def rotate_conditioning(q):
@@ -126,7 +129,9 @@ def inputs(config: VJEPA2ACConfig, batch: int = 2, steps: int = STEPS, seed: int
     features = torch.randn(batch, steps, config.tokens_per_frame, config.encoder_hidden_size, generator=generator)
     actions = torch.randn(batch, steps, config.action_dim, generator=generator)
     states = torch.randn(batch, steps, config.state_dim, generator=generator)
-    extrinsics = torch.randn(batch, steps, config.extrinsics_dim, generator=generator) if config.use_extrinsics else None
+    extrinsics = None
+    if config.use_extrinsics:
+        extrinsics = torch.randn(batch, steps, config.extrinsics_dim, generator=generator)
     return features, actions, states, extrinsics
 
 
@@ -256,7 +261,7 @@ def test_conversion_strips_wrappers_splits_qkv_and_rejects_unknown_keys():
     with_extrinsics = convert_meta_ac_predictor(wrapped, use_extrinsics=True)
     assert torch.equal(with_extrinsics["predictor.extrinsics_encoder.weight"], state["extrinsics_encoder.weight"])
 
-    with pytest.raises(ValueError, match=r"unexpected keys in the checkpoint's 'predictor' state dict: \['module.gain'\]"):
+    with pytest.raises(ValueError, match=r"unexpected keys in the checkpoint's 'predictor' state dict: \['module.gai"):
         convert_meta_ac_predictor({**wrapped, "module.gain": torch.zeros(1)})
     with pytest.raises(ValueError, match="mask-denoising predictor"):
         convert_meta_ac_predictor({**wrapped, "mask_tokens.0": torch.zeros(1, 1, 96)})

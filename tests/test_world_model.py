@@ -110,7 +110,8 @@ def test_save_and_load_as_one_folder(model, tmp_path):
 
 
 def test_config_rejects_a_predictor_that_cannot_read_the_encoder():
-    with pytest.raises(StrictDataclassClassValidationError, match=r"encoder_config.hidden_size=96 but predictor_config.encoder_hidden_size=1408"):
+    message = r"encoder_config.hidden_size=96 but predictor_config.encoder_hidden_size=1408"
+    with pytest.raises(StrictDataclassClassValidationError, match=message):
         VJEPA2WorldModelConfig(
             encoder_config=tiny_config(), predictor_config=VJEPA2WorldModelConfig().predictor_config
         )
@@ -141,7 +142,8 @@ def test_released_checkpoint_layout_converts_into_the_world_model_and_the_predic
     world = VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny"))
     world.load_state_dict(converted, strict=True)
     encoder_source = source.state_dict()
-    assert all(torch.equal(value, encoder_source[f"encoder.{key}"]) for key, value in world.encoder.state_dict().items())
+    encoder_weights = world.encoder.state_dict().items()
+    assert all(torch.equal(value, encoder_source[f"encoder.{key}"]) for key, value in encoder_weights)
     assert torch.equal(world.predictor.predictor_proj.weight, predictor["predictor_proj.weight"])
 
     alone = VJEPA2ACPredictor(world.config.predictor_config)
@@ -157,9 +159,10 @@ def test_conversion_command_writes_a_folder_that_loads(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "hub"
-    script.main(["--preset", "vjepa2-ac-tiny", "--checkpoint", str(tmp_path / "vjepa2-ac-tiny.pt"), "--out", str(out)])
+    argv = ["--preset", "vjepa2-ac-tiny", "--checkpoint", str(tmp_path / "vjepa2-ac-tiny.pt"), "--out", str(out)]
+    script.main(argv)
     loaded = VJEPA2WorldModel.from_pretrained(out)
     expected = convert_meta_ac_checkpoint(checkpoint)
     assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())
     with pytest.raises(FileExistsError, match="--overwrite"):
-        script.main(["--preset", "vjepa2-ac-tiny", "--checkpoint", str(tmp_path / "vjepa2-ac-tiny.pt"), "--out", str(out)])
+        script.main(argv)

@@ -22,7 +22,8 @@ from vjepa_vlm.vision.rope import rope_tables, token_positions
 
 
 def block_causal_mask(steps: int, tokens_per_step: int, device: torch.device | None = None) -> torch.Tensor:
-    """Boolean `(N, N)` mask, `N = steps * tokens_per_step`, True where a query may attend: keys of its step or earlier."""
+    """Boolean `(N, N)` mask, `N = steps * tokens_per_step`, True where a query may attend: keys of its own step or
+    of earlier ones."""
     step = torch.arange(steps, device=device).repeat_interleave(tokens_per_step)
     return step.unsqueeze(1) >= step.unsqueeze(0)
 

@@ -89,7 +89,8 @@ def attend(
     `module` must carry `config`, read by the dispatch and by transformers' flash path. `attention_mask` (boolean,
     True = attend; see `eager_attention_forward`) restricts which keys each query sees; None is bidirectional.
     """
-    if attention_mask is not None and check_attn_implementation(module.config._attn_implementation) == "flash_attention_2":
+    implementation = check_attn_implementation(module.config._attn_implementation)
+    if attention_mask is not None and implementation == "flash_attention_2":
         # transformers' flash path reads a mask as key padding, so an attention pattern would be silently wrong.
         raise ValueError(
             "attn_implementation='flash_attention_2' cannot apply an attention pattern (the action-conditioned "

@@ -108,10 +108,13 @@ class VJEPA2ACConfig(PreTrainedConfig):
             )
         if self.hidden_size // self.num_attention_heads < 6:
             raise ValueError(
-                f"VJEPA2ACConfig: head dim {self.hidden_size // self.num_attention_heads} is below 6; 3D RoPE needs >= 6"
+                f"VJEPA2ACConfig: head dim {self.hidden_size // self.num_attention_heads} is below 6; "
+                "3D RoPE needs >= 6"
             )
         if self.crop_size % self.patch_size != 0:
-            raise ValueError(f"VJEPA2ACConfig.crop_size={self.crop_size} must be a multiple of patch_size={self.patch_size}")
+            raise ValueError(
+                f"VJEPA2ACConfig.crop_size={self.crop_size} must be a multiple of patch_size={self.patch_size}"
+            )
 
     @property
     def grid_side(self) -> int:
@@ -182,7 +185,9 @@ class VJEPA2WorldModelConfig(PreTrainedConfig):
     def from_preset(cls, name: str, **predictor_overrides) -> "VJEPA2WorldModelConfig":
         """The encoder and predictor of a named preset (see `WORLD_MODEL_PRESETS`); keywords override the predictor."""
         if name not in WORLD_MODEL_PRESETS:
-            raise ValueError(f"unknown V-JEPA 2 world-model preset {name!r}; expected one of {sorted(WORLD_MODEL_PRESETS)}")
+            raise ValueError(
+                f"unknown V-JEPA 2 world-model preset {name!r}; expected one of {sorted(WORLD_MODEL_PRESETS)}"
+            )
         return cls(
             encoder_config=VJEPA2Config.from_preset(WORLD_MODEL_PRESETS[name]),
             predictor_config=VJEPA2ACConfig.from_preset(name, **predictor_overrides),

@@ -16,7 +16,10 @@ import torch
 from vjepa_vlm.convert_vjepa2 import _BLOCK_PARAM, _convert, convert_meta_encoder, strip_wrapper_prefixes
 
 _AC_PREDICTOR_RULES = (
-    (re.compile(r"(predictor_embed|action_encoder|state_encoder|extrinsics_encoder)\.(weight|bias)"), "predictor.{0}.{1}"),
+    (
+        re.compile(r"(predictor_embed|action_encoder|state_encoder|extrinsics_encoder)\.(weight|bias)"),
+        "predictor.{0}.{1}",
+    ),
     (re.compile(r"predictor_blocks\.(\d+)\." + _BLOCK_PARAM), "predictor.predictor_blocks.{0}.{1}.{2}"),
     (re.compile(r"(predictor_norm|predictor_proj)\.(weight|bias)"), "predictor.{0}.{1}"),
 )
