@@ -282,3 +282,19 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model(*inputs(config)).predicted_features.square().mean().backward()
         grads.append({name: p.grad for name, p in model.named_parameters()})
     assert all((grads[0][name] - grads[1][name]).abs().max().item() <= 1e-6 for name in grads[0])
+
+
+def test_initialization_follows_the_reference():
+    torch.manual_seed(0)
+    model = VJEPA2ACPredictor(tiny_config(num_hidden_layers=4))
+    blocks = model.predictor.predictor_blocks
+    # `_init_weights` + `_rescale_blocks`: trunc-normal std 0.02, block l's attn.proj and mlp.fc2 divided by sqrt(2 l).
+    assert abs(blocks[0].mlp.fc1.weight.std().item() - 0.02) < 0.002
+    assert abs(model.predictor.action_encoder.weight.std().item() - 0.02) < 0.01
+    for index, block in enumerate(blocks, start=1):
+        for projection in (block.attention.proj, block.mlp.fc2):
+            assert abs(projection.weight.std().item() - 0.02 / math.sqrt(2 * index)) < 0.1 * 0.02 / math.sqrt(2 * index)
+            assert torch.equal(projection.bias, torch.zeros_like(projection.bias))
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.LayerNorm)]
+    assert len(norms) == 2 * 4 + 1
+    assert all(torch.equal(n.weight, torch.ones_like(n.weight)) and not n.bias.any() for n in norms)
