@@ -166,3 +166,18 @@ def test_conversion_command_writes_a_folder_that_loads(tmp_path):
     assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())
     with pytest.raises(FileExistsError, match="--overwrite"):
         script.main(argv)
+
+
+def test_paper_preset_pairs_the_vitg_encoder_with_the_paper_predictor():
+    config = VJEPA2WorldModelConfig.from_preset("vjepa2-ac-vitg")
+    with torch.device("meta"):
+        world = VJEPA2WorldModel(config)
+        encoder_alone = VJEPA2Model(VJEPA2Model.config_class.from_preset("vjepa2-vitg")).encoder
+        predictor_alone = VJEPA2ACPredictor(config.predictor_config)
+
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    assert count(world.encoder) == count(encoder_alone) and count(world.predictor) == count(predictor_alone)
+    assert config.predictor_config.encoder_hidden_size == 1408 and config.predictor_config.action_dim == 7
+    assert world.tokens_per_frame == (256 // 16) ** 2
