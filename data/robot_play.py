@@ -43,6 +43,9 @@ STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 BLOCK_KEY = "eval.block_pose"
 POLICIES = ("play", "random")
+# A forked worker would inherit the parent's EGL display, and MuJoCo's renderer hangs on it (measured: a parent that
+# had rendered once, then a fork pool of 2, never returned); spawned workers start clean.
+MP_CONTEXT = "spawn"
 TASKS = {"play": "scripted play with the block", "random": "uniform random actions"}
 # The block counts as moved when its centre left its start by more than this, lifted when it rose this high.
 MOVED_M = 0.01
@@ -266,8 +269,7 @@ def record_play(
     try:
         with atomic_output_dir(out_dir, overwrite=overwrite) as root:
             jobs = [(seed, index, steps, policy) for index in range(episodes)]
-            # spawn: a forked child would inherit the parent's EGL state, which MuJoCo's renderer cannot reuse.
-            pool = None if env is not None else multiprocessing.get_context("spawn").Pool(workers, _init_worker, (size, steps))
+            pool = None if env is not None else multiprocessing.get_context(MP_CONTEXT).Pool(workers, _init_worker, (size, steps))
             with pool or nullcontext():
                 # imap keeps episode order, so the files do not depend on the worker count.
                 made = (record_episode(env, *job) for job in jobs) if pool is None else pool.imap(_episode_job, jobs)

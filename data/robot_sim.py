@@ -36,10 +36,12 @@ def _import_simulator():
         import gymnasium
         import gymnasium_robotics
         import mujoco
-    except ImportError as error:
+    except ModuleNotFoundError as error:
         raise SimulatorUnavailableError(
             f"the Fetch simulator needs the `robot` extra (pip install \"vjepa-vlm[robot]\"): {error}"
         ) from error
+    except Exception as error:  # MuJoCo loads its GL backend on import: a missing library fails here
+        raise _rendering_error(error) from error
     gymnasium.register_envs(gymnasium_robotics)
     return gymnasium, mujoco
 
@@ -133,6 +135,7 @@ def make_fetch_env(size: int = 64, max_steps: int = 100, camera: dict | None = N
     except Exception as error:  # MuJoCo's GL backend is loaded here: a missing EGL fails at this point
         raise _rendering_error(error) from error
     wrapped = FetchCamera(env)
+    # The first render creates the GL context, where a backend that imported but cannot render fails.
     wrapped.reset(seed=0)
     wrapped.render()
     return wrapped
