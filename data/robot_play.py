@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vjepa_vlm.data.lerobot_format import LeRobotWriter, vector_feature, video_feature
-from vjepa_vlm.data.manifests import atomic_output_dir
+from vjepa_vlm.data.manifests import OutputExistsError, atomic_output_dir
 from vjepa_vlm.data.robot_sim import (
     ACTION_NAMES, ACTION_SCALE_M, BLOCK_POSE_NAMES, DEFAULT_CAMERA, ENV_ID, STATE_NAMES, make_fetch_env,
 )
@@ -262,6 +262,8 @@ def record_play(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if Path(out_dir).exists() and not overwrite:
+        raise OutputExistsError(Path(out_dir))
     started = time.perf_counter()
     # Built before any output exists, so a machine that cannot render fails without leaving anything behind.
     env = make_fetch_env(size, steps) if workers == 1 else None
