@@ -196,7 +196,7 @@ class ACClipDataset(Dataset):
                 self.skipped[episode] += 1
                 continue
             try:
-                sample = self._clip(episode, start, box_rng)
+                sample = self.clip(episode, start, box_rng)
             except (VideoDecodeError, LeRobotFormatError) as error:
                 self.unreadable[episode] = str(error)
                 self.skipped[episode] += 1
@@ -207,7 +207,9 @@ class ACClipDataset(Dataset):
             f"{self._unreadable_summary()}"
         )
 
-    def _clip(self, episode: int, start: int, rng: np.random.Generator) -> dict:
+    def clip(self, episode: int, start: int, rng: np.random.Generator | None = None) -> dict:
+        """The clip of `episode` from recorded frame `start`: features once cached, else frames cropped at random
+        by `rng` (center-cropped without one, for evaluation)."""
         with_frames = self.features is None
         rows = self.reader.episode(episode, start=start, num_frames=self.span, frames=with_frames)
         sample = {
@@ -216,7 +218,8 @@ class ACClipDataset(Dataset):
         }
         if with_frames:
             frames = rows.frames[:: self.stride]
-            box = random_resized_crop_box(*frames.shape[1:3], self.args.crop_scale, self.args.crop_aspect_ratio, rng)
+            box = (center_crop_box(*frames.shape[1:3]) if rng is None else
+                   random_resized_crop_box(*frames.shape[1:3], self.args.crop_scale, self.args.crop_aspect_ratio, rng))
             sample["pixel_values"] = crop_and_normalize(frames, box, self.args.crop_size)
         else:
             sample["features"] = self.features[episode][start : start + self.span : self.stride]

@@ -211,3 +211,24 @@ def test_recipes_load_and_the_paper_schedule_is_warmup_constant_decay():
     assert (paper.data.action_dim, paper.data.state_dim, paper.optim.weight_decay) == (7, 7, 0.04)
     lrs = [lr_at(paper.optim, step, paper.steps) for step in (0, 2250, 4500, 50000, 90000, 92250, 94500)]
     np.testing.assert_allclose(lrs, [7.5e-5, (7.5e-5 + 4.25e-4) / 2, 4.25e-4, 4.25e-4, 4.25e-4, 4.25e-4 / 2, 0.0])
+
+
+def test_held_out_evaluation_compares_the_model_with_both_baselines(robot_dataset):
+    from vjepa_vlm.scripts.eval_world_model import evaluate, format_table, held_out_clips
+
+    data = _data_args(robot_dataset, num_frames=3, cache_features=True)
+    model = _tiny_model(data).eval()
+    dataset = ACClipDataset(data)
+    dataset.build_feature_cache(model.encode_frames)
+    clips = held_out_clips(dataset)
+    # Episodes 0 and 1 (12 and 14 frames) hold two clips of 5 recorded frames each; 2 is too short, 3 unreadable.
+    assert [c["features"].shape[0] for c in clips] == [3] * 4
+    results = evaluate(model, clips, horizon=2)
+    z = torch.stack([c["features"] for c in clips])
+    copy_last = [(z[:, k - 1] - z[:, k]).abs().mean().item() for k in (1, 2)]
+    np.testing.assert_allclose(results["teacher_forcing"]["nothing_moves"], copy_last, rtol=1e-5)
+    np.testing.assert_allclose(results["rollout"]["nothing_moves"][1], (z[:, 0] - z[:, 2]).abs().mean().item(), rtol=1e-5)
+    # One step ahead, rolling out and teacher forcing are the same prediction.
+    np.testing.assert_allclose(results["rollout"]["model"][0], results["teacher_forcing"]["model"][0], rtol=1e-5)
+    assert results["rollout"]["other_actions"][0] != results["rollout"]["model"][0]
+    assert "| rollout | nothing_moves |" in format_table(results)
