@@ -16,7 +16,8 @@ Several episodes share a data file and a video file; an episode's frames sit at
 The `lerobot` package itself is not a dependency: its 0.5+ releases need Python >= 3.12 (the project supports
 3.11), and 0.4.4 pins torch 2.10 and huggingface-hub < 0.36, which conflict with our torch and transformers 5.
 The layout is therefore written and read here with `datasets`/pyarrow and our H.264 video I/O (`video_io`);
-files follow lerobot's names and columns so lerobot can load what we write.
+file names, columns and info.json fields follow lerobot's v3.0 dataset code (`lerobot/datasets/lerobot_dataset.py`,
+`utils.py`); lerobot itself could not be run here to load what we write.
 """
 
 from __future__ import annotations
@@ -336,6 +337,7 @@ class LeRobotEpisodes:
         if self.info.get("video_path") is None:
             raise LeRobotFormatError(f"{info_path}: video_path is null, the dataset has no videos")
         self.camera_key, self.state_key, self.action_key = camera_key, state_key, action_key
+        self.video_fps = float(features[camera_key].get("info", {}).get("video.fps", self.fps))
         self.extra_keys = tuple(extra_keys)
         self.state_dim = features[state_key]["shape"][0]
         self.action_dim = features[action_key]["shape"][0]
@@ -420,7 +422,7 @@ class LeRobotEpisodes:
             # A frame's place in the shared video file is its episode's start time plus its own timestamp.
             times = meta[f"videos/{key}/from_timestamp"] + columns["timestamp"][start:stop].astype(np.float64)
             try:
-                decoded = read_video(path, np.rint(times * self.fps).astype(int).tolist())
+                decoded = read_video(path, np.rint(times * self.video_fps).astype(int).tolist())
             except (VideoDecodeError, ValueError) as error:
                 raise VideoDecodeError(f"episode {episode_index}, camera {key!r}: {error}") from error
         return Episode(

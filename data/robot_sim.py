@@ -73,6 +73,12 @@ class FetchCamera:
         model = self.sim.model
         # `_render_callback` moves the goal site before every render; an invisible site cannot leak the goal.
         model.site_rgba[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "target0"), 3] = 0.0
+        self._grip_site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "robot0:grip")
+        self._finger_qpos = [
+            model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, f"robot0:{side}_gripper_finger_joint")]
+            for side in ("l", "r")
+        ]
+        self._block_qpos = model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "object0:joint")]
         self.fps = round(1.0 / self.sim.dt)
 
     def reset(self, *, seed: int):
@@ -89,16 +95,12 @@ class FetchCamera:
 
     def state(self) -> np.ndarray:
         """End-effector state: gripper site xyz (m) and finger opening (sum of the two finger joints, m)."""
-        grip = self.sim._utils.get_site_xpos(self.sim.model, self.sim.data, "robot0:grip")
-        fingers = [
-            self.sim._utils.get_joint_qpos(self.sim.model, self.sim.data, f"robot0:{side}_gripper_finger_joint")[0]
-            for side in ("l", "r")
-        ]
-        return np.array([*grip, sum(fingers)], dtype=np.float32)
+        data = self.sim.data
+        return np.array([*data.site_xpos[self._grip_site], sum(data.qpos[i] for i in self._finger_qpos)], dtype=np.float32)
 
     def block_pose(self) -> np.ndarray:
         """Block position (m) and orientation quaternion (w, x, y, z) from its free joint."""
-        return np.asarray(self.sim._utils.get_joint_qpos(self.sim.model, self.sim.data, "object0:joint"), dtype=np.float32)
+        return self.sim.data.qpos[self._block_qpos : self._block_qpos + 7].astype(np.float32)
 
     @property
     def table_height(self) -> float:
