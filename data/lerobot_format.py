@@ -83,7 +83,7 @@ def _hf_features(features: dict):
         elif len(feature["shape"]) == 1:
             columns[key] = datasets.Sequence(datasets.Value(feature["dtype"]), length=feature["shape"][0])
         else:
-            raise LeRobotFormatError(f"feature {key!r}: only scalars and vectors are written here, got shape {feature['shape']}")
+            raise LeRobotFormatError(f"feature {key!r}: only scalars and vectors are written, got shape {feature['shape']}")
     return datasets.Features(columns)
 
 
@@ -116,7 +116,9 @@ class LeRobotWriter:
         episodes_per_file: episodes per data/video file.
     """
 
-    def __init__(self, root: str | Path, *, fps: int, features: dict, robot_type: str | None = None, episodes_per_file: int = 50):
+    def __init__(
+        self, root: str | Path, *, fps: int, features: dict, robot_type: str | None = None, episodes_per_file: int = 50
+    ):
         if not isinstance(fps, int) or fps < 1:
             raise ValueError(f"fps must be a positive integer (info.json stores an int), got {fps!r}")
         if episodes_per_file < 1:
@@ -155,11 +157,13 @@ class LeRobotWriter:
         for key in self.vector_keys:
             expected = tuple(self.features[key]["shape"])
             if np.shape(columns[key])[1:] != expected:
-                raise ValueError(f"episode {len(self.episodes)}: {key!r} rows have shape {np.shape(columns[key])[1:]}, expected {expected}")
+                shape = np.shape(columns[key])[1:]
+                raise ValueError(f"episode {len(self.episodes)}: {key!r} rows have shape {shape}, expected {expected}")
         for key in self.video_keys:
             expected = tuple(self.features[key]["shape"])
             if np.shape(frames[key])[1:] != expected:
-                raise ValueError(f"episode {len(self.episodes)}: {key!r} frames have shape {np.shape(frames[key])[1:]}, expected {expected}")
+                shape = np.shape(frames[key])[1:]
+                raise ValueError(f"episode {len(self.episodes)}: {key!r} frames have shape {shape}, expected {expected}")
         task_index = self.tasks.setdefault(task, len(self.tasks))
         self._pending.append((frames, columns, task_index))
         self.episodes.append({"length": next(iter(lengths.values())), "tasks": [task]})
@@ -324,7 +328,7 @@ class LeRobotEpisodes:
                 raise LeRobotFormatError(f"{info_path}: pass camera_key, one of the video features {videos}")
             camera_key = videos[0]
         if camera_key not in videos:
-            raise LeRobotFormatError(f"{info_path}: camera_key {camera_key!r} is not a video feature; video features: {videos}")
+            raise LeRobotFormatError(f"{info_path}: camera_key {camera_key!r} is not one of the video features {videos}")
         for role, key, dim in (("state_key", state_key, state_dim), ("action_key", action_key, action_dim)):
             if key not in features:
                 raise LeRobotFormatError(f"{info_path}: {role} {key!r} is not among the features {sorted(features)}")
@@ -369,14 +373,16 @@ class LeRobotEpisodes:
 
     def _meta(self, episode_index: int) -> dict:
         if episode_index not in self._episodes:
-            raise IndexError(f"{self.root}: no episode {episode_index} (episodes {self.episode_indices[0]}..{self.episode_indices[-1]})")
+            first, last = self.episode_indices[0], self.episode_indices[-1]
+            raise IndexError(f"{self.root}: no episode {episode_index} (episodes {first}..{last})")
         return self._episodes[episode_index]
 
     def _columns(self, episode_index: int) -> dict[str, np.ndarray]:
         import pyarrow.parquet as pq
 
         meta = self._meta(episode_index)
-        path = self.root / self.info["data_path"].format(chunk_index=meta["data/chunk_index"], file_index=meta["data/file_index"])
+        location = {"chunk_index": meta["data/chunk_index"], "file_index": meta["data/file_index"]}
+        path = self.root / self.info["data_path"].format(**location)
         if self._table_cache is None or self._table_cache[0] != path:
             if not path.is_file():
                 raise LeRobotFormatError(f"{path}: data file of episode {episode_index} not found")
@@ -395,7 +401,8 @@ class LeRobotEpisodes:
         columns = self._table_cache[1].get(episode_index)
         if columns is None or len(columns["frame_index"]) != self.length(episode_index):
             found = 0 if columns is None else len(columns["frame_index"])
-            raise LeRobotFormatError(f"{path}: episode {episode_index} has {found} rows, its metadata says {self.length(episode_index)}")
+            expected = self.length(episode_index)
+            raise LeRobotFormatError(f"{path}: episode {episode_index} has {found} rows, its metadata says {expected}")
         return columns
 
     def episode(self, episode_index: int, *, start: int = 0, num_frames: int | None = None, frames: bool = True) -> Episode:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from vjepa_vlm.data.lerobot_format import LeRobotWriter, vector_feature, video_feature
 from vjepa_vlm.data.manifests import OutputExistsError, atomic_output_dir
 from vjepa_vlm.data.robot_sim import (
-    ACTION_NAMES, ACTION_SCALE_M, BLOCK_POSE_NAMES, DEFAULT_CAMERA, ENV_ID, STATE_NAMES, make_fetch_env,
+    ACTION_NAMES, ACTION_SCALE_M, BLOCK_POSE_NAMES, DEFAULT_CAMERA, ENV_ID, STATE_NAMES, check_frame_size, make_fetch_env,
 )
 
 CAMERA_KEY = "observation.images.front"
@@ -43,9 +43,10 @@ STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 BLOCK_KEY = "eval.block_pose"
 POLICIES = ("play", "random")
-# A forked worker would inherit the parent's EGL display, and MuJoCo's renderer hangs on it (measured: a parent that
-# had rendered once, then a fork pool of 2, never returned); spawned workers start clean.
-MP_CONTEXT = "spawn"
+# A worker forked from a process that has rendered inherits its EGL display, and MuJoCo's renderer hangs on it
+# (measured: a parent that had rendered once, then a fork pool of 2, never returned). Workers are forked from a
+# fork server that has imported this module but never rendered: clean GL state, one import for all workers.
+MP_CONTEXT = "forkserver"
 TASKS = {"play": "scripted play with the block", "random": "uniform random actions"}
 # The block counts as moved when its centre left its start by more than this, lifted when it rose this high.
 MOVED_M = 0.01
@@ -116,12 +117,16 @@ class ScriptedPlay:
                 Waypoint(None, gripper, 2),
             ]
         if name == "poke":
-            plan = [Waypoint(block + up * rng.uniform(0.05, 0.1), 1.0, 20), Waypoint(block + up * rng.uniform(0.0, 0.02), 1.0, 10)]
+            plan = [
+                Waypoint(block + up * rng.uniform(0.05, 0.1), 1.0, 20),
+                Waypoint(block + up * rng.uniform(0.0, 0.02), 1.0, 10),
+            ]
             for _ in range(int(rng.integers(1, 4))):
                 plan += [Waypoint(None, -1.0, int(rng.integers(2, 6))), Waypoint(None, 1.0, int(rng.integers(2, 6)))]
             return plan + [Waypoint(block + up * rng.uniform(0.05, 0.15), float(rng.uniform(-1, 1)), 10)]
         if name == "wander":
-            return [Waypoint(self._table_point(0.02, 0.3), float(rng.uniform(-1, 1)), 20) for _ in range(int(rng.integers(1, 4)))]
+            stops = int(rng.integers(1, 4))
+            return [Waypoint(self._table_point(0.02, 0.3), float(rng.uniform(-1, 1)), 20) for _ in range(stops)]
         return [Waypoint(None, 0.0, int(rng.integers(5, 20)), random=True)]
 
     def act(self, state: np.ndarray, block_pose: np.ndarray) -> np.ndarray:
@@ -255,9 +260,11 @@ def record_play(
     Raises:
         SimulatorUnavailableError: the `robot` extra is missing or MuJoCo cannot render offscreen.
     """
-    for name, value, low in (("episodes", episodes, 1), ("steps", steps, 2), ("workers", workers, 1)):
+    counts = (("episodes", episodes, 1), ("steps", steps, 2), ("workers", workers, 1), ("episodes_per_file", episodes_per_file, 1))
+    for name, value, low in counts:
         if not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_frame_size(size)
     if not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if policy not in POLICIES:
@@ -271,12 +278,17 @@ def record_play(
     try:
         with atomic_output_dir(out_dir, overwrite=overwrite) as root:
             jobs = [(seed, index, steps, policy) for index in range(episodes)]
-            pool = None if env is not None else multiprocessing.get_context(MP_CONTEXT).Pool(workers, _init_worker, (size, steps))
+            pool = None
+            if env is None:
+                context = multiprocessing.get_context(MP_CONTEXT)
+                context.set_forkserver_preload([__name__])
+                pool = context.Pool(workers, _init_worker, (size, steps))
             with pool or nullcontext():
                 # imap keeps episode order, so the files do not depend on the worker count.
                 made = (record_episode(env, *job) for job in jobs) if pool is None else pool.imap(_episode_job, jobs)
                 writer = None
-                for record in tqdm(made, total=episodes, desc=f"play {Path(out_dir).name}", unit="episode", file=sys.stderr, disable=not progress):
+                bar = tqdm(made, total=episodes, desc=f"play {Path(out_dir).name}", unit="episode", file=sys.stderr, disable=not progress)
+                for record in bar:
                     if writer is None:
                         features = {
                             CAMERA_KEY: video_feature(size, size, fps=record["fps"]),
@@ -284,7 +296,9 @@ def record_play(
                             ACTION_KEY: vector_feature(ACTION_NAMES),
                             BLOCK_KEY: vector_feature(BLOCK_POSE_NAMES),
                         }
-                        writer = LeRobotWriter(root, fps=record["fps"], features=features, robot_type="fetch", episodes_per_file=episodes_per_file)
+                        writer = LeRobotWriter(
+                            root, fps=record["fps"], features=features, robot_type="fetch", episodes_per_file=episodes_per_file
+                        )
                     writer.add_episode(
                         {CAMERA_KEY: record["frames"]},
                         {STATE_KEY: record["state"], ACTION_KEY: record["action"], BLOCK_KEY: record["block_pose"]},

@@ -111,6 +111,12 @@ class FetchCamera:
         self.env.close()
 
 
+def check_frame_size(size: int) -> None:
+    """Frames are square and H.264 (yuv420p) needs even sides; below 16 pixels the block is not visible."""
+    if not isinstance(size, int) or size < 16 or size % 2:
+        raise ValueError(f"size must be an even integer >= 16, got {size!r}")
+
+
 def make_fetch_env(size: int = 64, max_steps: int = 100, camera: dict | None = None) -> FetchCamera:
     """Build the Fetch pick-and-place simulator rendering `size` x `size` frames and check that it renders.
 
@@ -122,8 +128,7 @@ def make_fetch_env(size: int = 64, max_steps: int = 100, camera: dict | None = N
     Raises:
         SimulatorUnavailableError: the `robot` extra is missing or offscreen rendering does not work.
     """
-    if not isinstance(size, int) or size < 16 or size % 2:
-        raise ValueError(f"size must be an even integer >= 16, got {size!r}")
+    check_frame_size(size)
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     gymnasium, _ = _import_simulator()

@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=64, help="frame side in pixels, even")
     parser.add_argument("--steps", type=int, default=100, help="steps per episode (25 Hz: 100 steps = 4 s)")
     parser.add_argument("--workers", type=int, default=1, help="simulator processes (the output does not depend on it)")
-    parser.add_argument("--policy", choices=POLICIES, default="play", help="scripted play, or uniform random actions (baseline)")
+    parser.add_argument("--policy", choices=POLICIES, default="play", help="scripted play, or uniform random actions")
     parser.add_argument("--episodes-per-file", type=int, default=50, help="episodes per data parquet / video file")
     parser.add_argument("--overwrite", action="store_true", help="atomically replace an existing --out")
     return parser.parse_args(argv)

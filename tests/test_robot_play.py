@@ -21,7 +21,9 @@ from vjepa_vlm.scripts import record_play as record_play_script
 
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = "observation.images.front"
-DATA_COLUMNS = {"observation.state", "action", "eval.block_pose", "timestamp", "frame_index", "episode_index", "index", "task_index"}
+DATA_COLUMNS = {
+    "observation.state", "action", "eval.block_pose", "timestamp", "frame_index", "episode_index", "index", "task_index",
+}
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +150,11 @@ def test_same_seed_same_episodes_another_seed_others(play, tmp_path):
 @pytest.mark.slow
 def test_episodes_do_not_depend_on_the_worker_count(play, tmp_path):
     out, _ = play
-    parallel = record_play(tmp_path / "parallel", episodes=3, seed=7, size=32, steps=40, episodes_per_file=2, workers=2, progress=False)
-    for name in ("data/chunk-000/file-000.parquet", "data/chunk-000/file-001.parquet", "meta/episodes/chunk-000/file-000.parquet"):
+    parallel = record_play(
+        tmp_path / "parallel", episodes=3, seed=7, size=32, steps=40, episodes_per_file=2, workers=2, progress=False
+    )
+    tables = ("data/chunk-000/file-000.parquet", "data/chunk-000/file-001.parquet", "meta/episodes/chunk-000/file-000.parquet")
+    for name in tables:
         assert pq.read_table(out / name).equals(pq.read_table(parallel.out_dir / name)), name
     serial_reader, parallel_reader = LeRobotEpisodes(out), LeRobotEpisodes(parallel.out_dir)
     for index in range(3):
@@ -250,7 +255,8 @@ def test_reader_errors_name_the_file_and_field(other_robot, tmp_path):
 
 
 def test_writer_rejects_mismatched_episodes(tmp_path):
-    writer = LeRobotWriter(tmp_path, fps=10, features={"observation.state": vector_feature(["a", "b"]), "cam": video_feature(8, 8, 10)})
+    features = {"observation.state": vector_feature(["a", "b"]), "cam": video_feature(8, 8, 10)}
+    writer = LeRobotWriter(tmp_path, fps=10, features=features)
     frames = np.zeros((3, 8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match=r"'observation.state' rows have shape \(3,\), expected \(2,\)"):
         writer.add_episode({"cam": frames}, {"observation.state": np.zeros((3, 3))}, "t")
