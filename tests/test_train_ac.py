@@ -202,7 +202,7 @@ def test_config_errors_say_what_to_fix(tmp_path):
 
 def test_recipes_load_and_the_paper_schedule_is_warmup_constant_decay():
     tiny = load_recipe(TINY_RECIPE)
-    assert tiny.data.root == "" and tiny.play_data.dir == "runs/play" and tiny.data.cache_features
+    assert tiny.data.root == "" and tiny.play_data.dir == "runs/play" and not tiny.data.cache_features
     paper = load_recipe(TINY_RECIPE.parent / "ac_vitg.yaml", ["data.root=droid"])
     validate_config(paper)
     assert not hasattr(paper, "play_data")
