@@ -63,11 +63,6 @@ class ActionConditionedPredictor(nn.Module):
             config.hidden_size,
             config.num_attention_heads,
             config.mlp_ratio,
-            config.drop_path_rate,
-            qkv_bias=config.qkv_bias,
-            layer_norm_eps=config.layer_norm_eps,
-            attention_dropout=config.attention_probs_dropout_prob,
-            hidden_act=config.hidden_act,
         )
         self.predictor_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.predictor_proj = nn.Linear(config.hidden_size, config.encoder_hidden_size)

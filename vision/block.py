@@ -109,12 +109,26 @@ def drop_path_schedule(max_rate: float, depth: int) -> list[float]:
     return [max_rate * i / (depth - 1) for i in range(depth)]
 
 
-def build_blocks(
-    config, depth: int, hidden_size: int, num_heads: int, mlp_ratio: float, drop_path_rate: float, **block_kwargs
-) -> nn.ModuleList:
-    """A stack of `depth` blocks with the stochastic-depth ramp applied, attending as `config` says."""
-    rates = drop_path_schedule(drop_path_rate, depth)
+def build_blocks(config, depth: int, hidden_size: int, num_heads: int, mlp_ratio: float) -> nn.ModuleList:
+    """A stack of `depth` blocks with the stochastic-depth ramp applied, attending as `config` says.
+
+    Width, depth, heads and MLP ratio differ between the encoder and the predictors that share one config, so they are
+    arguments; the remaining block settings (`drop_path_rate`, `qkv_bias`, `layer_norm_eps`,
+    `attention_probs_dropout_prob`, `hidden_act`) are read from `config`.
+    """
+    rates = drop_path_schedule(config.drop_path_rate, depth)
     return nn.ModuleList(
-        VJEPA2Block(config, hidden_size, num_heads, mlp_ratio, depth_index=i + 1, drop_path=rates[i], **block_kwargs)
+        VJEPA2Block(
+            config,
+            hidden_size,
+            num_heads,
+            mlp_ratio,
+            depth_index=i + 1,
+            drop_path=rates[i],
+            qkv_bias=config.qkv_bias,
+            layer_norm_eps=config.layer_norm_eps,
+            attention_dropout=config.attention_probs_dropout_prob,
+            hidden_act=config.hidden_act,
+        )
         for i in range(depth)
     )

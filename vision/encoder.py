@@ -152,11 +152,6 @@ class VJEPA2VisionEncoder(nn.Module):
             config.hidden_size,
             config.num_attention_heads,
             config.mlp_ratio,
-            config.drop_path_rate,
-            qkv_bias=config.qkv_bias,
-            layer_norm_eps=config.layer_norm_eps,
-            attention_dropout=config.attention_probs_dropout_prob,
-            hidden_act=config.hidden_act,
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 

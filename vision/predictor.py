@@ -54,11 +54,6 @@ class VJEPA2Predictor(nn.Module):
             config.pred_hidden_size,
             config.pred_num_attention_heads,
             config.pred_mlp_ratio,
-            config.drop_path_rate,
-            qkv_bias=config.qkv_bias,
-            layer_norm_eps=config.layer_norm_eps,
-            attention_dropout=config.attention_probs_dropout_prob,
-            hidden_act=config.hidden_act,
         )
         self.layernorm = nn.LayerNorm(config.pred_hidden_size, eps=config.layer_norm_eps)
         self.proj = nn.Linear(config.pred_hidden_size, config.hidden_size)
