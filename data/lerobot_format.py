@@ -362,7 +362,9 @@ class LeRobotEpisodes:
             rows.extend(table.select(needed).to_pylist())
         self._episodes = {int(row["episode_index"]): row for row in rows}
         self.episode_indices = sorted(self._episodes)
-        self._table_cache: tuple[Path, dict[int, dict[str, np.ndarray]]] | None = None
+        # Numeric columns of every data file read so far, by episode: a few floats per frame, small next to the
+        # videos, and training revisits every episode.
+        self._loaded: dict[Path, dict[int, dict[str, np.ndarray]]] = {}
 
     def __len__(self) -> int:
         return len(self.episode_indices)
@@ -383,7 +385,7 @@ class LeRobotEpisodes:
         meta = self._meta(episode_index)
         location = {"chunk_index": meta["data/chunk_index"], "file_index": meta["data/file_index"]}
         path = self.root / self.info["data_path"].format(**location)
-        if self._table_cache is None or self._table_cache[0] != path:
+        if path not in self._loaded:
             if not path.is_file():
                 raise LeRobotFormatError(f"{path}: data file of episode {episode_index} not found")
             wanted = ["episode_index", "frame_index", "timestamp", self.state_key, self.action_key, *self.extra_keys]
@@ -397,8 +399,8 @@ class LeRobotEpisodes:
             for index in np.unique(episode_column):
                 rows = table.filter(episode_column == index)
                 by_episode[int(index)] = {column: _to_numpy(rows.column(column)) for column in wanted[1:]}
-            self._table_cache = (path, by_episode)
-        columns = self._table_cache[1].get(episode_index)
+            self._loaded[path] = by_episode
+        columns = self._loaded[path].get(episode_index)
         if columns is None or len(columns["frame_index"]) != self.length(episode_index):
             found = 0 if columns is None else len(columns["frame_index"])
             expected = self.length(episode_index)
