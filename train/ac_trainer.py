@@ -231,7 +231,8 @@ def train(config: ACTrainConfig) -> Path:
         accelerator.print(f"initialized weights from {config.checkpoint.init_from}")
     model.to(accelerator.device)
     if config.data.cache_features:
-        dataset.build_feature_cache(model.encode_frames)
+        # Kept on the CPU: DataLoader workers serve it, and the accelerator's memory is for training.
+        dataset.build_feature_cache(lambda frames: model.encode_frames(frames.to(accelerator.device)).cpu())
         accelerator.print(f"cached the features of {len(dataset.features)} episodes")
 
     objective = WorldModelObjective(model, config.loss.auto_steps)
