@@ -33,7 +33,7 @@ from vjepa_vlm.data.robot_play import record_play
 from vjepa_vlm.modeling_vjepa2_ac import VJEPA2WorldModel
 from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint, load_model_weights, read_checkpoint_state
 from vjepa_vlm.train.config import config_class_for, load_config, validate_config
-from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator
+from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator, prepare_with_stream_sampler
 from vjepa_vlm.train.loop import StepOutput, TrainingLoop
 from vjepa_vlm.vision.pretraining import weight_decay_param_groups
 from vjepa_vlm.vision.schedules import OptimArgs, OptimizerScheduler, lr_at, weight_decay_at
@@ -243,11 +243,7 @@ def train(config: ACTrainConfig) -> Path:
         lambda step: lr_at(config.optim, step, config.steps),
         lambda step: weight_decay_at(config.optim, step, config.steps),
     )
-    plugin = accelerator.state.deepspeed_plugin
-    if plugin is not None:
-        # The DataLoader stays unprepared (its sampler shards the stream by rank): DeepSpeed is told the size.
-        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.data.batch_size
-    wrapped, optimizer = accelerator.prepare(objective, optimizer)
+    wrapped, optimizer = prepare_with_stream_sampler(accelerator, objective, optimizer, config.data.batch_size)
     loop = TrainingLoop(
         accelerator, wrapped, optimizer, scheduler, config, config.checkpoint, name="world model",
         grad_clip=config.optim.grad_clip, clip_parameters=model.predictor.parameters, log_every=config.log_every,

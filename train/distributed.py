@@ -90,3 +90,15 @@ def build_accelerator(args: DistributedArgs, grad_clip: float = 0.0, **accelerat
         kwargs_handlers=kwargs_handlers,
         **accelerator_kwargs,
     )
+
+
+def prepare_with_stream_sampler(accelerator: Accelerator, model, optimizer, micro_batch_size: int):
+    """`accelerator.prepare(model, optimizer)` for a run whose DataLoader stays unprepared.
+
+    Our samplers already shard the sample stream by rank, so the DataLoader is not prepared; DeepSpeed would read
+    the micro-batch size from a prepared one, so it is given explicitly.
+    """
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_batch_size
+    return accelerator.prepare(model, optimizer)

@@ -30,7 +30,7 @@ from vjepa_vlm.data.pretrain_dataset import DataArgs, PretrainMixture, SourceArg
 from vjepa_vlm.data.synthetic_world import generate_world
 from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint, load_model_weights, read_checkpoint_state
 from vjepa_vlm.train.config import config_class_for, load_config, validate_config
-from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator
+from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator, prepare_with_stream_sampler
 from vjepa_vlm.train.loop import StepOutput, TrainingLoop
 from vjepa_vlm.vision.masking import MaskArgs, MultiBlockMaskCollator, grid_size_for
 from vjepa_vlm.vision.pretraining import VJEPA2Pretrainer, weight_decay_param_groups
@@ -200,11 +200,7 @@ def train(config: PretrainConfig) -> Path:
             load_model_weights(module, Path(config.checkpoint.init_from) / name)
         accelerator.print(f"initialized weights from {config.checkpoint.init_from}")
 
-    if plugin is not None:
-        # DeepSpeed reads the micro-batch size from a prepared DataLoader; ours stays unprepared (its
-        # sampler already shards the stream by rank), so the size is given explicitly.
-        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.data.batch_size
-    wrapped, optimizer = accelerator.prepare(pretrainer, optimizer)
+    wrapped, optimizer = prepare_with_stream_sampler(accelerator, pretrainer, optimizer, config.data.batch_size)
     loop = TrainingLoop(
         accelerator, wrapped, optimizer, scheduler, config, config.checkpoint, name="pretrain",
         grad_clip=config.optim.grad_clip, clip_parameters=pretrainer.online.parameters, log_every=config.log_every,
