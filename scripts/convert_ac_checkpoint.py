@@ -17,7 +17,7 @@ from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
 from vjepa_vlm.configuration_vjepa2_ac import WORLD_MODEL_PRESETS
 from vjepa_vlm.convert_vjepa2 import check_against_model
 from vjepa_vlm.convert_vjepa2_ac import convert_meta_ac_checkpoint
-from vjepa_vlm.scripts.convert_checkpoint import RANDOM_WEIGHTS_BANNER, save_atomically
+from vjepa_vlm.scripts.convert_checkpoint import RANDOM_WEIGHTS_BANNER, load_meta_checkpoint, save_atomically
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,11 +36,7 @@ def build_model(args: argparse.Namespace) -> VJEPA2WorldModel:
         print(RANDOM_WEIGHTS_BANNER.format(preset=args.preset), file=sys.stderr)
         torch.manual_seed(args.seed)
         return VJEPA2WorldModel(config)
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
-    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{args.checkpoint} holds a {type(checkpoint).__name__}, expected a dict of state dicts")
+    checkpoint = load_meta_checkpoint(args.checkpoint)
     state_dict = convert_meta_ac_checkpoint(checkpoint, use_extrinsics=config.predictor_config.use_extrinsics)
     with torch.device("meta"):
         skeleton = VJEPA2WorldModel(config)

@@ -41,17 +41,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def load_meta_checkpoint(path: Path) -> dict:
+    """The dict of state dicts in a Meta `.pt` file, loaded without executing pickled code."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--checkpoint {path} does not exist")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} holds a {type(checkpoint).__name__}, expected a dict of state dicts")
+    return checkpoint
+
+
 def build_model(args: argparse.Namespace) -> VJEPA2Model:
     config = VJEPA2Config.from_preset(args.preset)
     if args.checkpoint is None:
         print(RANDOM_WEIGHTS_BANNER.format(preset=args.preset), file=sys.stderr)
         torch.manual_seed(args.seed)
         return VJEPA2Model(config)
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
-    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{args.checkpoint} holds a {type(checkpoint).__name__}, expected a dict of state dicts")
+    checkpoint = load_meta_checkpoint(args.checkpoint)
     state_dict = convert_meta_checkpoint(checkpoint, encoder_key=args.encoder_key)
     with torch.device("meta"):
         skeleton = VJEPA2Model(config)

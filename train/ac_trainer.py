@@ -105,15 +105,7 @@ class ACTrainConfig:
 
     def validate(self) -> list[str]:
         errors = []
-        if self.steps < 1:
-            errors.append(f"steps must be >= 1, got {self.steps}")
-        if self.optim.schedule == "wsd" and self.optim.warmup_steps + self.optim.decay_steps > self.steps:
-            errors.append(
-                f"optim.warmup_steps ({self.optim.warmup_steps}) + optim.decay_steps ({self.optim.decay_steps}) "
-                f"exceed steps ({self.steps}); shorten them or raise steps"
-            )
-        if self.stop_at_step is not None and not 0 < self.stop_at_step <= self.steps:
-            errors.append(f"stop_at_step must be in [1, steps={self.steps}], got {self.stop_at_step}")
+        errors += self.optim.run_length_errors(self.steps, self.stop_at_step)
         if not 1 <= self.loss.auto_steps <= self.data.num_frames - 1:
             errors.append(
                 f"loss.auto_steps must be in [1, data.num_frames - 1 = {self.data.num_frames - 1}], "

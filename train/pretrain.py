@@ -103,15 +103,7 @@ class PretrainConfig:
         if not self.data.sources:
             errors.append("data.sources is empty: list the manifests to pretrain on (the tiny recipes pretrain on "
                           "the synthetic world instead, through their `synthetic_world:` section)")
-        if self.steps < 1:
-            errors.append(f"steps must be >= 1, got {self.steps}")
-        if self.optim.schedule == "wsd" and self.optim.warmup_steps + self.optim.decay_steps > self.steps:
-            errors.append(
-                f"optim.warmup_steps ({self.optim.warmup_steps}) + optim.decay_steps ({self.optim.decay_steps}) "
-                f"exceed steps ({self.steps}); shorten them or raise steps"
-            )
-        if self.stop_at_step is not None and not 0 < self.stop_at_step <= self.steps:
-            errors.append(f"stop_at_step must be in [1, steps={self.steps}], got {self.stop_at_step}")
+        errors += self.optim.run_length_errors(self.steps, self.stop_at_step)
         try:
             config = build_model_config(self.model)
             grid_size_for(self.data.num_frames, self.data.crop_size, config.tubelet_size, config.patch_size)

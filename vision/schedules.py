@@ -95,6 +95,20 @@ class OptimArgs:
             errors.append("optim.warmup_steps and optim.decay_steps must be >= 0")
         return errors
 
+    def run_length_errors(self, steps: int, stop_at_step: int | None) -> list[str]:
+        """Rules tying this schedule to a run's `steps` and `stop_at_step` (checked by each trainer's config)."""
+        errors = []
+        if steps < 1:
+            errors.append(f"steps must be >= 1, got {steps}")
+        if self.schedule == "wsd" and self.warmup_steps + self.decay_steps > steps:
+            errors.append(
+                f"optim.warmup_steps ({self.warmup_steps}) + optim.decay_steps ({self.decay_steps}) "
+                f"exceed steps ({steps}); shorten them or raise steps"
+            )
+        if stop_at_step is not None and not 0 < stop_at_step <= steps:
+            errors.append(f"stop_at_step must be in [1, steps={steps}], got {stop_at_step}")
+        return errors
+
 
 def lr_at(args: OptimArgs, step: int, total_steps: int) -> float:
     if args.schedule == "cosine":
