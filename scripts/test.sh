@@ -14,8 +14,8 @@ else
     torch_pin="torch==2.14.1"
 fi
 # The same extras as the README's install line: lmms-eval (`eval`) needs torchvision 0.29.1; `robot` is the
-# Fetch simulator, so the play-data tests run it for real.
-pip install -q "$torch_pin" torchvision==0.29.1 -e ".[test,eval,robot]"
+# Fetch simulator, so the play-data tests run it for real; `curation` is scene detection and k-means.
+pip install -q "$torch_pin" torchvision==0.29.1 -e ".[test,eval,robot,curation]"
 # MuJoCo renders offscreen through EGL (Mesa on a CPU-only machine).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MUJOCO_GL=egl
 pytest -q --durations=15 "$@"
