@@ -25,6 +25,7 @@ from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, init_vjepa2_projection
 from vjepa_vlm.vision.ac_predictor import ActionConditionedPredictor
 from vjepa_vlm.vision.attention import check_attn_implementation
 from vjepa_vlm.vision.encoder import VJEPA2VisionEncoder
+from vjepa_vlm.vision.planner import CEMConfig, PlanResult, cem_plan
 
 
 def normalize_features(features: torch.Tensor) -> torch.Tensor:
@@ -236,6 +237,66 @@ class VJEPA2WorldModel(VJEPA2ACPreTrainedModel):
             following = self.predict_next(features, actions[:, :length], states[:, :length], upto)
             features = torch.cat((features, following.unsqueeze(1)), dim=1)
         return features[:, context_features.shape[1] :]
+
+    @torch.no_grad()
+    def plan(
+        self,
+        features: torch.Tensor,
+        states: torch.Tensor,
+        goal_features: torch.Tensor,
+        cem: CEMConfig,
+        state_scale: torch.Tensor | None = None,
+        past_actions: torch.Tensor | None = None,
+    ) -> PlanResult:
+        """Plan actions towards a goal with CEM (`vjepa_vlm.vision.planner`): every candidate sequence is rolled out
+        from the observed frames, all candidates of an iteration in one batch, and scored by the L1 energy.
+
+        Args:
+            features: `(C, H*W, D)` features of the observed frames (`encode_frames(...)[0]`; the paper: C = 1).
+            states: `(C, state_dim)` states at those frames.
+            goal_features: `(H*W, D)` features of the goal image.
+            cem: the planner's settings (samples, top-k, iterations, horizon, constraint, seed).
+            state_scale: `(state_dim,)`; the imagined state after an action is the previous one plus `state_scale`
+                times the action's first `state_dim` coordinates (the reference integrates poses likewise). None:
+                imagined states stay at the last observed one (enough for the paper's horizon 1).
+            past_actions: `(C - 1, action_dim)` actions taken between the observed frames (C > 1 only).
+        """
+        config = self.config.predictor_config
+        expected = (self.tokens_per_frame, config.encoder_hidden_size)
+        if features.ndim != 3 or tuple(features.shape[1:]) != expected:
+            raise ValueError(f"features must be (C, {expected[0]}, {expected[1]}), got {tuple(features.shape)}")
+        if tuple(goal_features.shape) != expected:
+            raise ValueError(
+                f"goal_features must be {expected} (one frame at the world model's crop_size {config.crop_size}), "
+                f"got {tuple(goal_features.shape)}"
+            )
+        context = features.shape[0]
+        if tuple(states.shape) != (context, config.state_dim):
+            raise ValueError(f"states must be ({context}, state_dim={config.state_dim}), got {tuple(states.shape)}")
+        past = torch.zeros(0, config.action_dim) if past_actions is None else past_actions
+        if tuple(past.shape) != (context - 1, config.action_dim):
+            raise ValueError(
+                f"past_actions must be ({context - 1}, action_dim={config.action_dim}), got {tuple(past.shape)}"
+            )
+        if state_scale is not None and (tuple(state_scale.shape) != (config.state_dim,) or config.action_dim < config.state_dim):
+            raise ValueError(
+                f"state_scale must be (state_dim={config.state_dim},) with action_dim >= state_dim "
+                f"(action_dim={config.action_dim}), got {tuple(state_scale.shape)}"
+            )
+        device = features.device
+
+        def imagine(candidates: torch.Tensor) -> torch.Tensor:
+            samples, horizon = candidates.shape[:2]
+            actions = torch.cat((past.to(device).expand(samples, -1, -1), candidates), dim=1)
+            imagined_states = states[-1].expand(samples, horizon - 1, -1)
+            if state_scale is not None and horizon > 1:
+                moves = candidates[:, :-1, : config.state_dim] * state_scale.to(device)
+                imagined_states = imagined_states + moves.cumsum(1)
+            all_states = torch.cat((states.expand(samples, -1, -1), imagined_states), dim=1)
+            context_features = features.expand(samples, -1, -1, -1)
+            return self.rollout(context_features, actions, all_states, steps=horizon)[:, -1]
+
+        return cem_plan(imagine, goal_features, config.action_dim, cem)
 
 
 __all__ = ["VJEPA2ACOutput", "VJEPA2ACPreTrainedModel", "VJEPA2ACPredictor", "VJEPA2WorldModel", "normalize_features"]
