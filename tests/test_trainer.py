@@ -154,3 +154,30 @@ def test_batch_sampler_resumes_mid_epoch_and_deals_disjoint_batches_to_ranks():
     other = iter(ResumableBatchSampler(10, 2, rank=1, world_size=2, seed=7))
     epoch0 = head[:2] + [next(other) for _ in range(2)]
     assert len({i for batch in epoch0 for i in batch}) == 8  # 10 samples, 2 dropped as a partial global batch
+
+
+def test_cached_encoder_features_train_as_recomputed_ones(tmp_path):
+    # 4 clips, 2 steps of 4 samples: the second step is all cache hits, and the losses must not notice.
+    output, cached = _train(tmp_path / "cached", dataset=CountingVideoQA(size=4), steps=2)
+    _, fresh = _train(tmp_path / "fresh", dataset=CountingVideoQA(size=4), steps=2, cache_vision_features=False)
+    assert [m["loss"] for m in cached] == pytest.approx([m["loss"] for m in fresh], rel=1e-5, abs=1e-6)
+    a = VJEPA2VLMForConditionalGeneration.from_pretrained(output).state_dict()
+    b = VJEPA2VLMForConditionalGeneration.from_pretrained(tmp_path / "fresh" / "output").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_feature_cache_hits_repeated_items_and_refuses_a_training_encoder():
+    from vjepa_vlm.train.feature_cache import VisionFeatureCache
+
+    model = tiny_vlm().model.eval()
+    model.set_vision_tower_trainable(False)
+    clips = torch.stack([CountingVideoQA()[i]["pixel_values_videos"] for i in (0, 1, 0)])
+    expected, grid = model.vision_features(clips)
+    model.feature_cache = VisionFeatureCache()
+    for _ in range(2):
+        features, cached_grid = model.vision_features(clips)
+        assert cached_grid == tuple(grid) and torch.allclose(features, expected, atol=1e-6)
+    assert (model.feature_cache.misses, model.feature_cache.hits) == (2, 4)
+    model.set_vision_tower_trainable(True)
+    with pytest.raises(ValueError, match="frozen, deterministic encoder"):
+        model.vision_features(clips)

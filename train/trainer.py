@@ -30,13 +30,15 @@ from torch.utils.data import DataLoader, Sampler
 from vjepa_vlm.train.checkpoint import CheckpointArgs, checkpoint_root, latest_checkpoint, read_checkpoint_state
 from vjepa_vlm.train.config import config_to_dict, flatten_config, validate_config
 from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator
+from vjepa_vlm.train.feature_cache import VisionFeatureCache
 from vjepa_vlm.train.handoff import write_stage_output
 from vjepa_vlm.train.loop import StepOutput, TrainingLoop
 from vjepa_vlm.train.stages import LoraArgs, StageArgs, check_module_paths, inject_lora, parameter_groups, set_tunable
 from vjepa_vlm.vision.schedules import OptimizerScheduler, warmup_cosine, warmup_stable_decay
 
 # Keys that may change between an interrupted run and its resumption without changing the recipe.
-RESUMABLE_CHANGES = ("checkpoint.", "logging.", "stop_after", "data.num_workers", "data.prefetch_factor")
+RESUMABLE_CHANGES = ("checkpoint.", "logging.", "stop_after", "data.num_workers", "data.prefetch_factor",
+                     "cache_vision_features")
 
 
 @dataclass
@@ -114,6 +116,8 @@ class TrainerArgs:
         stop_after: end this run after this many total steps, checkpointing first (a time-sliced job);
             0 runs to `steps`.
         gradient_checkpointing: recompute activations in backward to save memory.
+        cache_vision_features: when the stage leaves the encoder frozen (and it has no dropout), encode each
+            clip or image once and reuse its tokens at later steps (`vjepa_vlm.train.feature_cache`).
     """
 
     seed: int = 0
@@ -122,6 +126,7 @@ class TrainerArgs:
     micro_batch_size: int = 1
     stop_after: int = 0
     gradient_checkpointing: bool = False
+    cache_vision_features: bool = True
     stage: StageArgs = field(default_factory=StageArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)
     optim: StageOptimArgs = field(default_factory=StageOptimArgs)
@@ -255,6 +260,11 @@ class VLMTrainer:
         trainable = set_tunable(self.model, args.stage, args.lora)
         if args.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        vlm = self.model.model
+        tower_trains = any(p.requires_grad for p in vlm.vision_tower.parameters())
+        if args.cache_vision_features and not tower_trains and not vlm._vision_is_stochastic():
+            vlm.set_vision_tower_trainable(False)
+            vlm.feature_cache = VisionFeatureCache()
         return trainable
 
     def _configure_deepspeed(self, accelerator) -> None:
@@ -341,6 +351,10 @@ class VLMTrainer:
 
     def _write_output(self, accelerator, model) -> Path:
         output = self.run_dir / "output"
+        cache = self.model.model.feature_cache
+        if cache is not None:
+            accelerator.print(f"vision feature cache: {cache.hits} hits, {cache.misses} misses, "
+                              f"{cache.bytes / 2**20:.0f} MiB")
         write_stage_output(accelerator, model, output, self.args.stage, self.args.lora, self.base_dir,
                            self.save_extras, atomic=True)
         accelerator.wait_for_everyone()

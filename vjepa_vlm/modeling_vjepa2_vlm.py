@@ -116,6 +116,9 @@ class VJEPA2VLMModel(VJEPA2VLMPreTrainedModel):
         self.vision_tower = VJEPA2VisionEncoder(config.vision_config)
         self.multi_modal_projector = build_projector(config)
         self.language_model = AutoModel.from_config(config.text_config)
+        # Set by a trainer whose stage keeps the encoder frozen (`vjepa_vlm.train.feature_cache`): a callable
+        # `(pixel_values, encode) -> (features, grid)` that may answer from memory instead of running `encode`.
+        self.feature_cache = None
         self.post_init()
         self.set_vision_tower_trainable(not config.freeze_vision_tower)
 
@@ -133,6 +136,18 @@ class VJEPA2VLMModel(VJEPA2VLMPreTrainedModel):
     def vision_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """The encoder tokens the projector reads (`vision_feature_layer`, concatenated along channels) and
         their (t, h, w) grid, before projection."""
+        if self.feature_cache is not None:
+            if not self.config.freeze_vision_tower or (self.vision_tower.training and self._vision_is_stochastic()):
+                raise ValueError("a vision feature cache needs a frozen, deterministic encoder: this one trains or "
+                                 "has dropout / drop path on; turn the cache off (cache_vision_features=false)")
+            return self.feature_cache(pixel_values, self._encode_vision)
+        return self._encode_vision(pixel_values)
+
+    def _vision_is_stochastic(self) -> bool:
+        vision = self.config.vision_config
+        return vision.drop_path_rate > 0 or vision.attention_probs_dropout_prob > 0
+
+    def _encode_vision(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         layers = self.config.feature_layers
         last_only = layers == [-1]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_vision_tower):
