@@ -46,3 +46,11 @@ AutoConfig.register("vjepa2_world_model", VJEPA2WorldModelConfig, exist_ok=True)
 AutoModel.register(VJEPA2ACConfig, VJEPA2ACPredictor, exist_ok=True)
 AutoModel.register(VJEPA2WorldModelConfig, VJEPA2WorldModel, exist_ok=True)
 __all__ += ["VJEPA2ACConfig", "VJEPA2ACPredictor", "VJEPA2WorldModel", "VJEPA2WorldModelConfig"]
+
+# Action anticipation (issue 22): model type "vjepa2_anticipation" for AutoConfig / AutoModel.
+from vjepa_vlm.configuration_vjepa2_anticipation import VJEPA2AnticipationConfig  # noqa: E402
+from vjepa_vlm.modeling_vjepa2_anticipation import VJEPA2ForActionAnticipation  # noqa: E402
+
+AutoConfig.register("vjepa2_anticipation", VJEPA2AnticipationConfig, exist_ok=True)
+AutoModel.register(VJEPA2AnticipationConfig, VJEPA2ForActionAnticipation, exist_ok=True)
+__all__ += ["VJEPA2AnticipationConfig", "VJEPA2ForActionAnticipation"]
