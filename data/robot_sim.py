@@ -23,6 +23,14 @@ ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 BLOCK_POSE_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
 # The Fetch controller moves the mocap target by action * 0.05 m per step (gymnasium-robotics' `_set_action`).
 ACTION_SCALE_M = 0.05
+# Zero-shot scene variants (the paper's "other labs"): what changes from the scene play is recorded in.
+VARIANTS = ("default", "block_colour", "table_texture", "camera_shift")
+# A red block instead of the dark grey one (block_mat's rgba in gymnasium-robotics' shared.xml is 0.2 0.2 0.2).
+VARIANT_BLOCK_RGBA = (0.85, 0.15, 0.1, 1.0)
+# A grey checkerboard, 8 squares per table face, instead of the plain light grey table.
+VARIANT_TABLE_SQUARES = 8
+# The camera turned 15 degrees around the table and 5 degrees steeper.
+VARIANT_CAMERA_SHIFT = {"azimuth": 15.0, "elevation": -5.0}
 
 
 class SimulatorUnavailableError(RuntimeError):
@@ -80,6 +88,8 @@ class FetchCamera:
         ]
         self._block_qpos = model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "object0:joint")]
         self.fps = round(1.0 / self.sim.dt)
+        # Everything the next step depends on, the mocap target (where the arm is being pulled) included.
+        self._STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 
     def reset(self, *, seed: int):
         return self.env.reset(seed=seed)
@@ -102,6 +112,16 @@ class FetchCamera:
         """Block position (m) and orientation quaternion (w, x, y, z) from its free joint."""
         return self.sim.data.qpos[self._block_qpos : self._block_qpos + 7].astype(np.float32)
 
+    def get_state(self) -> np.ndarray:
+        """The full simulation state (positions, velocities, mocap target, time): `set_state` returns to it."""
+        state = np.empty(self._mujoco.mj_stateSize(self.sim.model, self._STATE))
+        self._mujoco.mj_getState(self.sim.model, self.sim.data, state, self._STATE)
+        return state
+
+    def set_state(self, state: np.ndarray) -> None:
+        self._mujoco.mj_setState(self.sim.model, self.sim.data, state, self._STATE)
+        self._mujoco.mj_forward(self.sim.model, self.sim.data)
+
     @property
     def table_height(self) -> float:
         """Height of the block's centre when it rests on the table."""
@@ -117,13 +137,37 @@ def check_frame_size(size: int) -> None:
         raise ValueError(f"size must be an even integer >= 16, got {size!r}")
 
 
-def make_fetch_env(size: int = 64, max_steps: int = 100, camera: dict | None = None) -> FetchCamera:
+def _apply_scene_variant(model, mujoco, variant: str) -> None:
+    """Change the block's colour or the table's texture in the compiled model. The renderer copies materials and
+    uploads textures when its GL context is created (at the first render), so this must run before it."""
+    material = lambda name: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, name)  # noqa: E731
+    if variant == "block_colour":
+        model.mat_rgba[material("block_mat")] = VARIANT_BLOCK_RGBA
+    elif variant == "table_texture":
+        # The model's one unused texture (the cube map `texture_block`) is repainted as a checkerboard: textures
+        # cannot be added to a compiled model, but their pixels can be rewritten before they are uploaded.
+        texture = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TEXTURE, "texture_block")
+        width, height, channels = model.tex_width[texture], model.tex_height[texture], model.tex_nchannel[texture]
+        square = max(1, width // VARIANT_TABLE_SQUARES)
+        rows, cols = np.indices((height, width)) // square
+        shade = np.where((rows + cols) % 2 == 0, 235, 170).astype(np.uint8)
+        start = model.tex_adr[texture]
+        model.tex_data[start : start + height * width * channels] = np.repeat(shade.ravel(), channels)
+        model.mat_texid[material("table_mat"), int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = texture
+        model.mat_rgba[material("table_mat")] = (1.0, 1.0, 1.0, 1.0)
+
+
+def make_fetch_env(
+    size: int = 64, max_steps: int = 100, camera: dict | None = None, variant: str = "default"
+) -> FetchCamera:
     """Build the Fetch pick-and-place simulator rendering `size` x `size` frames and check that it renders.
 
     Args:
         size: frame side in pixels (even, for H.264).
         max_steps: the env's time limit (gymnasium's `TimeLimit`), at least the longest episode recorded.
         camera: MuJoCo free-camera settings (distance, azimuth, elevation, lookat); `DEFAULT_CAMERA` if None.
+        variant: one of `VARIANTS`: the recorded scene ("default"), a red block, a checkered table, or the
+            camera turned by `VARIANT_CAMERA_SHIFT` (added to `camera`).
 
     Raises:
         SimulatorUnavailableError: the `robot` extra is missing or offscreen rendering does not work.
@@ -131,8 +175,12 @@ def make_fetch_env(size: int = 64, max_steps: int = 100, camera: dict | None = N
     check_frame_size(size)
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    gymnasium, _ = _import_simulator()
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    gymnasium, mujoco = _import_simulator()
     camera = dict(DEFAULT_CAMERA if camera is None else camera)
+    if variant == "camera_shift":
+        camera.update({key: camera[key] + shift for key, shift in VARIANT_CAMERA_SHIFT.items()})
     camera["lookat"] = np.asarray(camera["lookat"], dtype=np.float64)
     try:
         env = gymnasium.make(
@@ -141,6 +189,7 @@ def make_fetch_env(size: int = 64, max_steps: int = 100, camera: dict | None = N
         )
     except Exception as error:  # MuJoCo's GL backend is loaded here: a missing EGL fails at this point
         raise _rendering_error(error) from error
+    _apply_scene_variant(env.unwrapped.model, mujoco, variant)
     wrapped = FetchCamera(env)
     # The first render creates the GL context, where a backend that imported but cannot render fails.
     wrapped.reset(seed=0)
