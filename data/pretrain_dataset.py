@@ -28,7 +28,9 @@ class SourceArgs:
     """One data source: a JSONL manifest whose rows name a "video" or an "image" file.
 
     Args:
-        manifest: JSONL file; each row has "video" or "image" (a path relative to `root`).
+        manifest: JSONL file; each row has "video" or "image" (a path relative to `root`), optionally a segment
+            "start"/"end" in seconds and a per-row sampling "weight" (`read_source`; the curated scene manifest
+            of `vjepa-curate` has both).
         weight: sampling weight in the mixture (normalized over sources; Table 1 for VideoMix22M).
         root: directory the paths are relative to (default: the manifest's directory).
     """
@@ -83,24 +85,72 @@ class DataArgs:
         return errors
 
 
-def read_manifest(path: str | Path, root: str | Path | None = None) -> list[tuple[str, Path]]:
-    """Rows of a JSONL manifest as (kind, absolute path), kind being "video" or "image"."""
+@dataclass(frozen=True)
+class ManifestItem:
+    """One manifest row: a "video" or "image" file, for a video optionally a segment [start, end) in seconds."""
+
+    kind: str
+    path: Path
+    start: float | None = None
+    end: float | None = None
+
+
+def _number(value, where: str, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: '{key}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def read_source(path: str | Path, root: str | Path | None = None) -> tuple[list[ManifestItem], np.ndarray | None]:
+    """Rows of a pretraining manifest and their sampling probabilities (None: uniform).
+
+    A row names a "video" or an "image" (relative to `root`, default the manifest's folder). A video row may add
+    "start" and "end" (seconds; clips are then drawn inside that segment, as in a scene manifest of
+    `vjepa_vlm.data.curation`) and any row a "weight": when one row has a weight every row needs one, and rows
+    are drawn with probability proportional to it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
     base = Path(root) if root is not None else path.parent
-    items = []
+    items, weights = [], []
     for line_number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{path}:{line_number}"
         row = json.loads(line)
         kind = "video" if "video" in row else "image" if "image" in row else None
         if kind is None:
-            raise ValueError(f"{path}:{line_number}: a row needs a 'video' or 'image' key, got keys {sorted(row)}")
-        items.append((kind, base / row[kind]))
+            raise ValueError(f"{where}: a row needs a 'video' or 'image' key, got keys {sorted(row)}")
+        start = end = None
+        if "start" in row or "end" in row:
+            if kind != "video" or "start" not in row or "end" not in row:
+                raise ValueError(f"{where}: 'start' and 'end' (seconds) go together, on a 'video' row")
+            start, end = _number(row["start"], where, "start"), _number(row["end"], where, "end")
+            if not 0 <= start < end:
+                raise ValueError(f"{where}: a segment needs 0 <= start < end, got start {start} and end {end}")
+        if "weight" in row:
+            weight = _number(row["weight"], where, "weight")
+            if weight < 0:
+                raise ValueError(f"{where}: 'weight' must be >= 0, got {weight}")
+            weights.append(weight)
+        items.append(ManifestItem(kind, base / row[kind], start, end))
     if not items:
         raise ValueError(f"manifest {path} has no rows")
-    return items
+    if not weights:
+        return items, None
+    if len(weights) != len(items):
+        raise ValueError(f"manifest {path}: {len(weights)} of {len(items)} rows have a 'weight'; give every row one or none")
+    total = float(np.sum(weights))
+    if total <= 0:
+        raise ValueError(f"manifest {path}: the row weights sum to 0")
+    return items, np.asarray(weights) / total
+
+
+def read_manifest(path: str | Path, root: str | Path | None = None) -> list[tuple[str, Path]]:
+    """Rows of a JSONL manifest as (kind, absolute path), kind being "video" or "image" (segments and weights,
+    if any, are left out)."""
+    return [(item.kind, item.path) for item in read_source(path, root)[0]]
 
 
 def random_resized_crop_box(
@@ -128,17 +178,23 @@ def crop_and_normalize(
     return normalize_frames(F.interpolate(clip, size=(crop_size, crop_size), mode="bilinear", antialias=True))
 
 
-def load_frames(kind: str, path: Path, num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
-    """A clip of `num_frames` frames sampled at `fps` from a random start; an image repeated in time."""
-    if kind == "image":
-        with Image.open(path) as image:
+def load_frames(item: ManifestItem, num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """A clip of `num_frames` frames sampled at `fps` from a random start (inside the item's segment, if it has
+    one); an image repeated in time."""
+    if item.kind == "image":
+        with Image.open(item.path) as image:
             frame = np.asarray(image.convert("RGB"))
         return np.repeat(frame[None], num_frames, axis=0)
-    info = video_info(path)
+    info = video_info(item.path)
+    first, stop = 0, info.num_frames
+    if item.start is not None:
+        first = min(int(math.floor(item.start * info.fps)), info.num_frames - 1)
+        stop = min(info.num_frames, max(first + 1, int(math.ceil(item.end * info.fps))))
     span = int(math.ceil((num_frames - 1) * info.fps / fps)) + 1
-    start = int(rng.integers(0, max(1, info.num_frames - span + 1)))
-    indices = sample_frame_indices(info.num_frames, num_frames, mode="fps", video_fps=info.fps, target_fps=fps, start=start)
-    return read_video(path, indices)
+    start = first + int(rng.integers(0, max(1, stop - first - span + 1)))
+    # Indices past the segment's end are clamped to its last frame, so a clip never crosses into the next scene.
+    indices = sample_frame_indices(stop, num_frames, mode="fps", video_fps=info.fps, target_fps=fps, start=start)
+    return read_video(item.path, indices)
 
 
 class PretrainMixture(Dataset):
@@ -157,7 +213,10 @@ class PretrainMixture(Dataset):
             raise ValueError("data.sources is empty: give at least one manifest")
         self.args = args
         self.seed = seed
-        self.sources = [read_manifest(source.manifest, source.root) for source in args.sources]
+        sources = [read_source(source.manifest, source.root) for source in args.sources]
+        self.sources = [items for items, _ in sources]
+        # Cumulative row probabilities of weighted manifests: one uniform draw and a binary search per sample.
+        self.row_cdfs = [None if probabilities is None else np.cumsum(probabilities) for _, probabilities in sources]
         weights = np.array([source.weight for source in args.sources], dtype=np.float64)
         self.weights = weights / weights.sum()
         self.skipped: Counter[str] = Counter()
@@ -168,12 +227,17 @@ class PretrainMixture(Dataset):
     def __getitem__(self, position: int) -> dict:
         rng = np.random.default_rng([self.seed, int(position)])
         for attempt in range(self.args.max_retries):
-            items = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
-            kind, path = items[int(rng.integers(len(items)))]
+            source = int(rng.choice(len(self.sources), p=self.weights))
+            items, cdf = self.sources[source], self.row_cdfs[source]
+            if cdf is None:
+                row = int(rng.integers(len(items)))
+            else:
+                row = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(items) - 1)
+            item = items[row]
             try:
-                frames = load_frames(kind, path, self.args.num_frames, self.args.fps, rng)
+                frames = load_frames(item, self.args.num_frames, self.args.fps, rng)
             except (VideoDecodeError, UnidentifiedImageError, OSError, ValueError):
-                self.skipped[str(path)] += 1
+                self.skipped[str(item.path)] += 1
                 continue
             box = random_resized_crop_box(*frames.shape[1:3], self.args.crop_scale, self.args.crop_aspect_ratio, rng)
             return {

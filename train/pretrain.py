@@ -149,8 +149,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
 
 def train(config: PretrainConfig) -> Path:
     """Run (or resume) pretraining; return the run directory."""
-    synthetic = isinstance(config, SyntheticPretrainConfig)
-    if synthetic and not config.data.sources:
+    # A synthetic recipe given other `data.sources` (e.g. a curated scene manifest) neither reads nor makes the world.
+    synthetic = isinstance(config, SyntheticPretrainConfig) and not config.data.sources
+    if synthetic:
         config.data.sources = synthetic_world_sources(config.synthetic_world)
     validate_config(config)
     accelerator = build_accelerator(config.distributed, config.optim.grad_clip)
