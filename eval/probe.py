@@ -176,20 +176,51 @@ def probe_grid(config: VJEPA2Config, args: ProbeArgs) -> tuple[int, int, int]:
     return tubelets, side, side
 
 
+class ClassificationTask:
+    """Single-label classification: one linear classifier, cross-entropy, top-1 accuracy.
+
+    A probe task tells the sweep which head to train, its loss and its scores; the anticipation task
+    (`vjepa_vlm.eval.anticipation.AnticipationTask`) is the other one.
+
+    Args:
+        num_labels: classes.
+    """
+
+    select_metric = "accuracy"
+
+    def __init__(self, num_labels: int):
+        self.num_labels = num_labels
+
+    def make_head(self, config: VJEPA2Config, args: ProbeArgs) -> nn.Module:
+        return VJEPA2ProbeHead(probe_config(config, self.num_labels, args))
+
+    def check_labels(self, name: str, labels: torch.Tensor) -> None:
+        if labels.min() < 0 or labels.max() >= self.num_labels:
+            raise ValueError(f"{name} labels must lie in [0, {self.num_labels}), got [{labels.min()}, {labels.max()}]")
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Sum over heads of each head's mean cross-entropy: (heads, B, C) logits, (B,) targets."""
+        return F.cross_entropy(logits.flatten(0, 1), targets.repeat(logits.shape[0])) * logits.shape[0]
+
+    def scores(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """{"accuracy"} of (items, C) clip-averaged logits."""
+        return {"accuracy": (logits.argmax(-1) == labels).float().mean().item()}
+
+
 class MultiHeadProbe(nn.Module):
     """Independent probe heads trained side by side on the same features, one per sweep setting.
 
     Args:
         config: the encoder's `VJEPA2Config` (its `hidden_size`, `layer_norm_eps`, `hidden_act`).
-        num_labels: classes.
+        task: classes (an int: classification) or a probe task (`ClassificationTask`, `AnticipationTask`).
         args: the sweep (grid, probe depth and heads).
     """
 
-    def __init__(self, config: VJEPA2Config, num_labels: int, args: ProbeArgs):
+    def __init__(self, config: VJEPA2Config, task, args: ProbeArgs):
         super().__init__()
-        head_config = probe_config(config, num_labels, args)
+        task = as_probe_task(task)
         self.settings = args.grid
-        self.heads = nn.ModuleList([VJEPA2ProbeHead(head_config) for _ in self.settings])
+        self.heads = nn.ModuleList([task.make_head(config, args) for _ in self.settings])
         for head in self.heads:
             nn.init.trunc_normal_(head.pooler.query_tokens, std=0.02)
 
@@ -205,6 +236,11 @@ class MultiHeadProbe(nn.Module):
         return groups
 
 
+def as_probe_task(task):
+    """A probe task from a task or a number of classes (classification)."""
+    return ClassificationTask(task) if isinstance(task, int) else task
+
+
 def average_logits(logits: torch.Tensor) -> torch.Tensor:
     """Average (..., clips, C) logits over the clips axis (multi-clip × multi-view inference)."""
     return logits.mean(dim=-2)
@@ -217,17 +253,17 @@ def evaluate_heads(
     labels: torch.Tensor,
     grid_size: tuple[int, int, int] | None = None,
     batch_size: int = 64,
-) -> list[float]:
-    """Top-1 accuracy of every head; each item's logits are averaged over its clips and views."""
+    task=None,
+) -> list[dict[str, float]]:
+    """Scores of every head (`task.scores`, top-1 accuracy by default) of logits averaged over each item's clips."""
     probe.eval()
-    correct = torch.zeros(len(probe.heads))
+    task = task or ClassificationTask(int(labels.max()) + 1)
+    logits = []
     for start in range(0, len(features), batch_size):
         chunk = features[start : start + batch_size]
         items, clips = chunk.shape[:2]
-        logits = probe(chunk.flatten(0, 1), grid_size).unflatten(1, (items, clips))
-        predictions = average_logits(logits).argmax(-1)
-        correct += (predictions == labels[start : start + batch_size]).float().sum(-1)
-    return (correct / len(features)).tolist()
+        logits.append(average_logits(probe(chunk.flatten(0, 1), grid_size).unflatten(1, (items, clips))))
+    return [task.scores(head_logits, labels) for head_logits in torch.cat(logits, dim=1)]
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,7 +292,7 @@ def train_probe_sweep(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
     eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
-    num_labels: int,
+    num_labels,
     args: ProbeArgs,
     select_on: str,
 ) -> dict:
@@ -267,15 +303,18 @@ def train_probe_sweep(
         train_features: (items, clips, N, D) cached tokens; every clip is a training sample.
         train_labels: (items,) labels.
         eval_sets: split name -> ((items, clips, N, D) features, (items,) labels); logits are averaged over clips.
-        num_labels: number of classes.
+        num_labels: number of classes, or a probe task (e.g. `AnticipationTask`, whose labels are (items, 3) rows).
         args: sweep settings.
-        select_on: the split of `eval_sets` whose accuracy picks the head (ties go to the first head of the grid).
+        select_on: the split of `eval_sets` whose `task.select_metric` (accuracy) picks the head (ties go to the
+            first head of the grid).
             Picking on the split one reports overstates it: the max over heads of noisy accuracies.
 
     Returns:
-        {"heads": [{"lr", "weight_decay", "<split>_accuracy" for every split}], "best": the picked head's entry
+        {"heads": [{"lr", "weight_decay", "<split>_<metric>" for every split and metric of the task (accuracy)}],
+        "best": the picked head's entry
         with its "index" and "selected_on", "probe": the trained MultiHeadProbe}.
     """
+    task = as_probe_task(num_labels)
     if select_on not in eval_sets:
         raise ValueError(f"select_on={select_on!r} is not one of the evaluated splits {sorted(eval_sets)}")
     splits = {"train": (train_features, train_labels), **eval_sets}
@@ -284,14 +323,13 @@ def train_probe_sweep(
             raise ValueError(f"the {name} split is empty")
         if len(features) != len(labels):
             raise ValueError(f"the {name} split has {len(features)} feature items but {len(labels)} labels")
-        if labels.min() < 0 or labels.max() >= num_labels:
-            raise ValueError(f"{name} labels must lie in [0, {num_labels}), got [{labels.min()}, {labels.max()}]")
+        task.check_labels(name, labels)
     torch.manual_seed(args.seed)
-    probe = MultiHeadProbe(config, num_labels, args)
+    probe = MultiHeadProbe(config, task, args)
     optimizer = torch.optim.AdamW(probe.param_groups())
     clips_per_item = train_features.shape[1]
     samples = train_features.flatten(0, 1)
-    targets = train_labels.repeat_interleave(clips_per_item)
+    targets = train_labels.repeat_interleave(clips_per_item, dim=0)
     steps_per_epoch = math.ceil(len(samples) / args.batch_size)
     total = args.epochs * steps_per_epoch
     warmup = args.warmup_epochs * steps_per_epoch
@@ -302,14 +340,14 @@ def train_probe_sweep(
         probe.train()
         for batch in torch.randperm(len(samples), generator=generator).split(args.batch_size):
             logits = probe(samples[batch], grid)
-            loss = F.cross_entropy(logits.flatten(0, 1), targets[batch].repeat(len(probe.heads)))
+            loss = task.loss(logits, targets[batch])
             optimizer.zero_grad(set_to_none=True)
-            (loss * len(probe.heads)).backward()
+            loss.backward()
             optimizer.step()
             scheduler.step()
     heads = [{"lr": lr, "weight_decay": wd} for lr, wd in probe.settings]
     for name, (features, labels) in eval_sets.items():
-        for head, accuracy in zip(heads, evaluate_heads(probe, features, labels, grid)):
-            head[f"{name}_accuracy"] = accuracy
-    best = max(range(len(heads)), key=lambda i: heads[i][f"{select_on}_accuracy"])
+        for head, scores in zip(heads, evaluate_heads(probe, features, labels, grid, task=task)):
+            head.update({f"{name}_{metric}": value for metric, value in scores.items()})
+    best = max(range(len(heads)), key=lambda i: heads[i][f"{select_on}_{task.select_metric}"])
     return {"heads": heads, "best": {**heads[best], "index": best, "selected_on": select_on}, "probe": probe}

@@ -166,27 +166,22 @@ class VJEPA2ForActionAnticipation(VJEPA2PreTrainedModel):
         model.vjepa2.load_state_dict(backbone.state_dict())
         return model
 
-    def check_context(self, pixel_values_videos: torch.Tensor, anticipation_time: torch.Tensor) -> torch.Tensor:
-        """Validate a batch before anything runs; returns the per-sample anticipation steps."""
+    def check_context(self, num_frames: int, anticipation_time: torch.Tensor) -> torch.Tensor:
+        """Validate context length and anticipation times before anything runs; returns the anticipation steps."""
         config = self.config
-        if pixel_values_videos.ndim != 5:
-            raise ValueError(f"pixel_values_videos must be (B, T, C, H, W), got {tuple(pixel_values_videos.shape)}")
-        batch, frames = pixel_values_videos.shape[:2]
-        if frames < config.tubelet_size or frames % config.tubelet_size:
+        if num_frames < config.tubelet_size or num_frames % config.tubelet_size:
             raise ValueError(
-                f"the context has {frames} frames; it needs a positive multiple of tubelet_size={config.tubelet_size}"
+                f"the context has {num_frames} frames; it needs a positive multiple of tubelet_size={config.tubelet_size}"
             )
         anticipation_time = torch.as_tensor(anticipation_time, dtype=torch.float32).reshape(-1)
-        if anticipation_time.shape[0] != batch:
-            raise ValueError(f"anticipation_time must have one value per clip (B={batch}), got {anticipation_time.numel()}")
         if (anticipation_time < 0).any():
             raise ValueError(f"anticipation_time must be >= 0 seconds, got {anticipation_time.tolist()}")
         steps = anticipation_steps(anticipation_time, config.frames_per_second, config.tubelet_size)
-        span = frames + int(steps.max()) * config.tubelet_size + config.output_frames
+        span = num_frames + int(steps.max()) * config.tubelet_size + config.output_frames
         if span > config.max_frames:
             raise ValueError(
                 f"anticipation_time {float(anticipation_time.max())} s at {config.frames_per_second} fps skips "
-                f"{int(steps.max())} tubelets: {frames} context + {int(steps.max()) * config.tubelet_size} skipped + "
+                f"{int(steps.max())} tubelets: {num_frames} context + {int(steps.max()) * config.tubelet_size} skipped + "
                 f"{config.output_frames} predicted frames exceed the predictor's frame budget max_frames="
                 f"{config.max_frames}"
             )
@@ -196,7 +191,14 @@ class VJEPA2ForActionAnticipation(VJEPA2PreTrainedModel):
         self, pixel_values_videos: torch.Tensor, anticipation_time: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(encoder tokens (B, N, D), predicted tokens (B, h*w*slices, D))` of context clips."""
-        steps = self.check_context(pixel_values_videos, anticipation_time)
+        if pixel_values_videos.ndim != 5:
+            raise ValueError(f"pixel_values_videos must be (B, T, C, H, W), got {tuple(pixel_values_videos.shape)}")
+        if anticipation_time.reshape(-1).shape[0] != pixel_values_videos.shape[0]:
+            raise ValueError(
+                f"anticipation_time must have one value per clip (B={pixel_values_videos.shape[0]}), "
+                f"got {anticipation_time.numel()}"
+            )
+        steps = self.check_context(pixel_values_videos.shape[1], anticipation_time)
         encoder = self.vjepa2.encoder
         encoded = encoder(pixel_values_videos)
         slices, height, width = encoded.grid_size

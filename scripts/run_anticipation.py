@@ -1,0 +1,214 @@
+"""Train and evaluate frozen action-anticipation probes (section 6, Table 20) for a pretrained V-JEPA 2 directory.
+
+    python -m vjepa_vlm.scripts.run_anticipation --encoder runs/pretrain/checkpoints/step_00001600/target \
+        --world runs/anticipation_world --features encoder predictor both --seeds 0 1 2 --output runs/ant.json
+
+`--encoder` is a `VJEPA2Model` directory holding encoder and pretraining predictor (a pretraining checkpoint's
+`target/`). Data: a synthetic world (`<world>/{train,test}/anticipation.jsonl`, classes from `meta.json`), or
+EPIC-KITCHENS-100 (`--epic-train EPIC_100_train.csv --epic-eval EPIC_100_validation.csv --epic-root DIR`, videos or
+frame folders; see `vjepa_vlm.data.epic_kitchens`).
+
+Every training video gets `--train-draws` contexts at anticipation times U(0.25, 1.75) s and points U(0, 0.25); the
+frozen encoder and predictor run once per context (`extract_anticipation_tokens`) and the probe's multi-head
+lr x wd sweep (`vjepa_vlm.eval.probe.train_probe_sweep`) trains on the cached tokens, once per `--features` row of
+Table 20 (encoder tokens, predicted tokens, both) and probe seed. `--val-fraction` of the training videos (drawn per
+action class with `--val-seed`) is held out at 1 s; each seed's head is the one with the best validation action
+recall@5, and its mean-class recall@1/@5 for verb, noun and action is reported on the test split at every
+`--eval-times` second. `--plot` draws test recall@5 against anticipation time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from vjepa_vlm.data.epic_kitchens import action_vocabulary, read_anticipation_manifest, read_epic_kitchens
+from vjepa_vlm.eval.anticipation import (
+    AnticipationSampling,
+    AnticipationTask,
+    extract_anticipation_tokens,
+    segment_labels,
+)
+from vjepa_vlm.eval.probe import ProbeArgs, stratified_split, train_probe_sweep
+from vjepa_vlm.modeling_vjepa2_anticipation import (
+    ANTICIPATION_TASKS,
+    VJEPA2ForActionAnticipation,
+    select_anticipation_features,
+)
+from vjepa_vlm.scripts.run_probe import load_encoder, mean_and_std
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", type=Path, required=True, help="VJEPA2Model directory (encoder + predictor)")
+    parser.add_argument("--random-init", action="store_true", help="same architecture, randomly initialized")
+    parser.add_argument("--init-seed", type=int, default=0, help="seed of the --random-init weights")
+    parser.add_argument("--world", type=Path, help="synthetic world directory")
+    parser.add_argument("--epic-train", type=Path, help="EPIC_100_train.csv")
+    parser.add_argument("--epic-eval", type=Path, help="EPIC_100_validation.csv")
+    parser.add_argument("--epic-root", type=Path, help="EPIC-KITCHENS root (<participant>/videos or rgb_frames)")
+    parser.add_argument("--epic-video-info", type=Path, help="EPIC_100_video_info.csv (frame rates of frame folders)")
+    parser.add_argument("--frame-fps", type=float, help="frame rate of frame folders not in --epic-video-info")
+    parser.add_argument("--features", nargs="+", choices=("encoder", "predictor", "both"), default=["both"],
+                        help="Table 20 rows: probe the encoder tokens, the predicted tokens, or both")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds (init and shuffling)")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--val-seed", type=int, default=0, help="seed of the validation split and training draws")
+    parser.add_argument("--train-draws", type=int, default=4, help="contexts per training video")
+    parser.add_argument("--eval-times", type=float, nargs="+", default=[1.0], help="test anticipation times (s)")
+    parser.add_argument("--context-frames", type=int, default=32)
+    parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the context clips")
+    parser.add_argument("--max-frames", type=int, default=64, help="frame budget of the predictor")
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--learning-rates", type=float, nargs="+", default=list(ProbeArgs.learning_rates))
+    parser.add_argument("--weight-decays", type=float, nargs="+", default=list(ProbeArgs.weight_decays))
+    parser.add_argument("--num-heads", type=int, default=16)
+    parser.add_argument("--num-blocks", type=int, default=4, help="probe depth; 1 = a single cross-attention block")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", type=Path, required=True, help="result JSON")
+    parser.add_argument("--plot", type=Path, help="PNG of test recall@5 against anticipation time")
+    parser.add_argument("--save-model", type=Path, help="write the first features row's first-seed model here")
+    args = parser.parse_args(argv)
+    epic = (args.epic_train, args.epic_eval, args.epic_root)
+    if (args.world is None) == all(x is None for x in epic):
+        parser.error("give --world, or --epic-train, --epic-eval and --epic-root")
+    if args.world is None and any(x is None for x in epic):
+        parser.error("EPIC-KITCHENS needs all of --epic-train, --epic-eval and --epic-root")
+    if not 0 < args.val_fraction < 1:
+        parser.error(f"--val-fraction must lie in (0, 1): the head is chosen on validation, got {args.val_fraction}")
+    return args
+
+
+def load_data(cli) -> tuple[list, list, tuple[int, int, int]]:
+    """(train segments, test segments, (verbs, nouns, actions))."""
+    if cli.world is not None:
+        meta = json.loads((cli.world / "meta.json").read_text())["anticipation"]
+        train = read_anticipation_manifest(cli.world / "train" / "anticipation.jsonl", cli.world)
+        test = read_anticipation_manifest(cli.world / "test" / "anticipation.jsonl", cli.world)
+        return train, test, (len(meta["verbs"]), len(meta["nouns"]), len(meta["actions"]))
+    actions = action_vocabulary(cli.epic_train, cli.epic_eval)
+    train, test = (
+        read_epic_kitchens(path, cli.epic_root, actions, cli.epic_video_info, cli.frame_fps)
+        for path in (cli.epic_train, cli.epic_eval)
+    )
+    verbs = 1 + max(s.verb for s in train + test)
+    nouns = 1 + max(s.noun for s in train + test)
+    return train, test, (verbs, nouns, len(actions))
+
+
+def time_split(seconds: float) -> str:
+    return f"test@{seconds:g}s"
+
+
+def plot_recall(summary: dict, times: list[float], path: Path) -> None:
+    """Test recall@5 (mean over seeds) against anticipation time: one panel per task, one line per features row."""
+    colors = {"encoder": (31, 119, 180), "predictor": (44, 160, 44), "both": (214, 39, 40)}
+    panel, margin = 260, 50
+    image = Image.new("RGB", (margin + 3 * panel + 20, 330), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((margin, 6), f"test mean-class recall@5 vs anticipation time ({summary['encoder_kind']} encoder)", fill="black")
+    for p, task in enumerate(ANTICIPATION_TASKS):
+        left, top, width, height = margin + p * panel, 40, panel - 30, 240
+        draw.rectangle([left, top, left + width, top + height], outline="black")
+        draw.text((left + 4, top + 4), task, fill="black")
+        for value in (0.0, 0.5, 1.0):
+            draw.text((left - 28, top + height * (1 - value) - 5), f"{value:.1f}", fill="black")
+        for i, seconds in enumerate(times):
+            x = left + width * (i + 0.5) / len(times)
+            draw.text((x - 10, top + height + 6), f"{seconds:g}", fill="black")
+        for row, (name, result) in enumerate(summary["features"].items()):
+            points = []
+            for i, seconds in enumerate(times):
+                value = result["recall"][time_split(seconds)][f"{task}_recall@5"]["mean"]
+                points.append((left + width * (i + 0.5) / len(times), top + height * (1 - value)))
+            draw.line(points, fill=colors[name], width=2)
+            for x, y in points:
+                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colors[name])
+            if p == 0:
+                draw.text((left + 8, top + 20 + 12 * row), name, fill=colors[name])
+    draw.text((margin + panel, 310), "anticipation time (s)", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as handle:
+        image.save(handle, format="PNG")
+    os.replace(handle.name, path)
+
+
+def main(argv=None) -> dict:
+    cli = parse_args(argv)
+    torch.set_num_threads(cli.threads)
+    train, test, (verbs, nouns, actions) = load_data(cli)
+    backbone = load_encoder(cli.encoder, cli.random_init, cli.init_seed)
+    model = VJEPA2ForActionAnticipation.from_vjepa2(
+        backbone, num_verbs=verbs, num_nouns=nouns, num_actions=actions, frames_per_second=cli.fps,
+        context_frames=cli.context_frames, max_frames=cli.max_frames, pooler_num_attention_heads=cli.num_heads,
+        num_pooler_layers=cli.num_blocks - 1,
+    )
+    task = AnticipationTask(model.config)
+    sampling = AnticipationSampling(train_draws=cli.train_draws)
+    for name, segments in (("train", train), ("test", test)):
+        task.check_labels(name, segment_labels(segments))
+    model.check_context(cli.context_frames, torch.tensor(cli.eval_times + [sampling.time_range[1]]))
+
+    kept, held = stratified_split(segment_labels(train)[:, 2], cli.val_fraction, cli.val_seed)
+    train_part, val_part = [train[i] for i in kept.tolist()], [train[i] for i in held.tolist()]
+    at = lambda segments, seconds: np.tile([seconds, sampling.eval_point], (len(segments), 1, 1))  # noqa: E731
+    contexts = {"train": (train_part, sampling.draws(len(train_part), cli.val_seed)),
+                "val": (val_part, at(val_part, sampling.eval_time))}
+    contexts.update({time_split(t): (test, at(test, t)) for t in cli.eval_times})
+    tokens = {name: extract_anticipation_tokens(model, segments, draws, cli.resolution)
+              for name, (segments, draws) in contexts.items()}
+    labels = {name: segment_labels(segments) for name, (segments, _) in contexts.items()}
+
+    summary = {"encoder": str(cli.encoder), "encoder_kind": "random" if cli.random_init else "pretrained",
+               "num_items": {name: len(segments) for name, (segments, _) in contexts.items()},
+               "classes": {"verbs": verbs, "nouns": nouns, "actions": actions},
+               "train_draws": cli.train_draws, "context_frames": cli.context_frames, "fps": cli.fps, "features": {}}
+    for features in cli.features:
+        data = {name: select_anticipation_features(*tokens[name], features) for name in contexts}
+        runs = []
+        for seed in cli.seeds:
+            args = ProbeArgs(
+                num_frames=cli.context_frames, resolution=cli.resolution, learning_rates=tuple(cli.learning_rates),
+                weight_decays=tuple(cli.weight_decays), epochs=cli.epochs, batch_size=cli.batch_size,
+                num_heads=cli.num_heads, num_blocks=cli.num_blocks, seed=seed,
+            )
+            eval_sets = {name: (data[name], labels[name]) for name in contexts if name != "train"}
+            result = train_probe_sweep(model.config, data["train"], labels["train"], eval_sets, task, args, "val")
+            best = result["best"]
+            print(f"{features} seed {seed}: head lr={best['lr']} wd={best['weight_decay']}: " + " ".join(
+                f"{t} {best[f'{time_split(t)}_action_recall@5']:.3f}" for t in cli.eval_times), flush=True)
+            if cli.save_model is not None and features == cli.features[0] and seed == cli.seeds[0]:
+                model.config.anticipation_features = features
+                model.head.load_state_dict(result["probe"].heads[best["index"]].state_dict())
+                model.save_pretrained(cli.save_model)
+            runs.append({"seed": seed, "best": best, "heads": result["heads"]})
+        metrics = [key.split("_", 1)[1] for key in runs[0]["best"] if key.startswith("val_")]
+        summary["features"][features] = {
+            "recall": {split: {m: mean_and_std([run["best"][f"{split}_{m}"] for run in runs]) for m in metrics}
+                       for split in eval_sets},
+            "seeds": runs,
+        }
+        for split in eval_sets:
+            stats = summary["features"][features]["recall"][split]
+            print(f"{features} {split}: " + " ".join(
+                f"{task_name} R@5 {stats[f'{task_name}_recall@5']['mean']:.3f}" for task_name in ANTICIPATION_TASKS))
+    cli.output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=cli.output.parent, suffix=".tmp", delete=False) as handle:
+        json.dump(summary, handle, indent=2)
+    os.replace(handle.name, cli.output)
+    if cli.plot is not None:
+        plot_recall(summary, cli.eval_times, cli.plot)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
