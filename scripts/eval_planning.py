@@ -1,0 +1,263 @@
+"""Closed-loop planning evaluation in the Fetch simulator (paper Tables 2-3, Figure 8): success out of N episodes
+per method, task and scene variant, final distances, distance-to-goal-vs-step curves, one JSON line per episode.
+
+    python scripts/eval_planning.py --model vjepa2_ac=runs/ac_tiny_cont/checkpoints/step_00000600/model \\
+        --methods random,oracle,vjepa2_ac --tasks reach,push --episodes 20 --samples 100 --iterations 4 \\
+        --out runs/planning/tiny
+
+Methods: `random` (uniform actions in the planner's box), `oracle` (the scripted controller reading the true state,
+which made the goal images: the upper bound), `bc` (the goal-conditioned behaviour-cloning policy of `--bc`), and
+one planner per `--model LABEL=PATH` (a `VJEPA2WorldModel` folder). Tasks, goal images and success criteria:
+`vjepa_vlm.eval.planning`. Variants: `vjepa_vlm.data.robot_sim.VARIANTS` (zero-shot scenes).
+
+Writes into `--out`: `episodes.jsonl` (appended: rerunning the command skips the episodes already there, so an
+interrupted run resumes), `summary.json`, `table.md` and `distance_<task>_<variant>.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
+
+from vjepa_vlm.data.robot_sim import VARIANTS, make_fetch_env
+from vjepa_vlm.eval.planning import (
+    FETCH_CEM, FRAME_SKIP, TASKS, OraclePolicy, PlannerPolicy, RandomPolicy, check_tasks, check_world_model, make_setup,
+    run_episode,
+)
+from vjepa_vlm.vision.planner import CEMConfig
+
+BASELINES = ("random", "oracle", "bc")
+EPISODES_FILE = "episodes.jsonl"
+COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+
+
+_ENVS: dict = {}
+
+
+def simulator(size: int, variant: str):
+    """One simulator per (size, variant) for the whole process, never closed: closing a MuJoCo EGL context
+    terminates the display it shares with the others, and contexts made afterwards render black (measured). At
+    interpreter exit MuJoCo's EGL finalizers print ignored TypeErrors; they are harmless."""
+    if (size, variant) not in _ENVS:
+        _ENVS[size, variant] = make_fetch_env(size, max_steps=10**7, variant=variant)
+    return _ENVS[size, variant]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
+                        help="a world model to plan with, under the method name LABEL (repeatable)")
+    parser.add_argument("--bc", default=None, help="folder of a behaviour-cloning policy (eval/bc_policy.py)")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated methods to run (default: random, oracle, bc if --bc, every --model)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {list(TASKS)}")
+    parser.add_argument("--variants", default="default", help=f"comma-separated, of {list(VARIANTS)}")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per task and variant")
+    parser.add_argument("--first-episode", type=int, default=0, help="index of the first episode (seeds)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=64, help="rendered frame side; must match the models' crop_size")
+    parser.add_argument("--frame-skip", type=int, default=FRAME_SKIP,
+                        help="simulator steps per agent step (25 Hz / the world model's training fps)")
+    for name in ("samples", "top_k", "iterations", "horizon"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(FETCH_CEM, name))
+    parser.add_argument("--momentum", type=float, default=FETCH_CEM.momentum_mean, help="on mean and std")
+    parser.add_argument("--init-std", type=float, default=FETCH_CEM.init_std)
+    parser.add_argument("--constraint", default=FETCH_CEM.constraint, choices=("box", "l1"))
+    parser.add_argument("--max-norm", type=float, default=FETCH_CEM.max_norm,
+                        help="box half-width or L1 radius of dx, dy, dz in action units (1 unit = 5 cm)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _models(args) -> dict[str, str]:
+    models = {}
+    for item in args.model:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise ValueError(f"--model must be LABEL=PATH, got {item!r}")
+        if label in BASELINES or label in models:
+            raise ValueError(f"--model label {label!r} is taken (baselines: {BASELINES}, given: {list(models)})")
+        if not Path(path, "config.json").is_file():
+            raise FileNotFoundError(f"--model {label}: {path} is not a saved VJEPA2WorldModel folder (no config.json)")
+        models[label] = path
+    return models
+
+
+def build_policies(args, cem: CEMConfig) -> dict:
+    """Every method's policy, with models loaded and checked against the simulator before any episode runs."""
+    models = _models(args)
+    methods = args.methods.split(",") if args.methods else ["random", "oracle"] + (["bc"] if args.bc else []) + list(models)
+    unknown = [m for m in methods if m not in BASELINES and m not in models]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}: baselines are {BASELINES}, planners are the --model labels {list(models)}")
+    policies = {}
+    for method in methods:
+        if method == "random":
+            policies[method] = RandomPolicy(cem.max_norm, cem.gripper_range, seed=args.seed)
+        elif method == "oracle":
+            policies[method] = OraclePolicy(args.frame_skip)
+        elif method == "bc":
+            from vjepa_vlm.eval.bc_policy import BCPolicy
+
+            if args.bc is None:
+                raise ValueError("method bc needs --bc FOLDER (a policy trained by eval/bc_policy.py)")
+            policies[method] = BCPolicy.load(args.bc, size=args.size)
+        else:
+            from vjepa_vlm import VJEPA2WorldModel
+
+            model = VJEPA2WorldModel.from_pretrained(models[method]).eval()
+            check_world_model(model, args.size, f"--model {method}={models[method]}")
+            policies[method] = PlannerPolicy(model, cem, name=method)
+    return policies
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per (method, variant, task): successes, N, mean final distance, mean seconds per action."""
+    cells = defaultdict(list)
+    for record in records:
+        cells[(record["method"], record["variant"], record["task"])].append(record)
+    summary = {}
+    for (method, variant, task), rows in sorted(cells.items()):
+        summary[f"{method}/{variant}/{task}"] = {
+            "method": method, "variant": variant, "task": task, "n": len(rows),
+            "successes": sum(r["success"] for r in rows),
+            "success_rate": sum(r["success"] for r in rows) / len(rows),
+            "mean_final_distance_m": sum(r["final_distance"] for r in rows) / len(rows),
+            "mean_start_distance_m": sum(r["start_distance"] for r in rows) / len(rows),
+            "errors": sum(r["error"] is not None for r in rows),
+            "act_seconds_per_step": sum(r["act_seconds_per_step"] for r in rows) / len(rows),
+        }
+    return summary
+
+
+def markdown_table(summary: dict) -> str:
+    """Rows methods, columns task x variant; a cell is 'success % (k/N), mean final distance'."""
+    methods = list(dict.fromkeys(cell["method"] for cell in summary.values()))
+    columns = list(dict.fromkeys((cell["task"], cell["variant"]) for cell in summary.values()))
+    lines = ["| method | " + " | ".join(f"{t} ({v})" for t, v in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for method in methods:
+        cells = []
+        for task, variant in columns:
+            cell = summary.get(f"{method}/{variant}/{task}")
+            cells.append("" if cell is None else
+                         f"{100 * cell['success_rate']:.0f}% ({cell['successes']}/{cell['n']}), {cell['mean_final_distance_m']:.3f} m")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_distance_curves(records: list[dict], task: str, variant: str, path: Path, size=(640, 400)) -> bool:
+    """Mean distance to the goal before each step, one line per method (Figure 8); False when nothing to draw."""
+    curves = defaultdict(list)
+    for record in records:
+        if record["task"] == task and record["variant"] == variant and record["error"] is None:
+            curves[record["method"]].append(record["distances"])
+    if not curves:
+        return False
+    means = {m: [sum(c[i] for c in runs) / len(runs) for i in range(min(map(len, runs)))] for m, runs in curves.items()}
+    width, height = size
+    left, right, top, bottom = 70, 150, 30, 40
+    high = max(max(v) for v in means.values()) or 1.0
+    steps = max(len(v) for v in means.values()) - 1 or 1
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+
+    def to_xy(step, value):
+        return (left + step / steps * (width - left - right), height - bottom - value / high * (height - top - bottom))
+
+    success_y = to_xy(0, 0.05)[1]
+    draw.line([(left, success_y), (width - right, success_y)], fill=(180, 180, 180))
+    for index, (method, values) in enumerate(sorted(means.items())):
+        colour = COLOURS[index % len(COLOURS)]
+        if len(values) > 1:
+            draw.line([to_xy(i, v) for i, v in enumerate(values)], fill=colour, width=2)
+        draw.text((width - right + 10, top + 16 * index), f"{method} (n={len(curves[method])})", fill=colour)
+    draw.text((left, 8), f"{task} ({variant}): mean distance to goal (m) vs agent step; grey: 5 cm", fill="black")
+    draw.text((4, top), f"{high:.3f}", fill="black")
+    draw.text((4, height - bottom - 10), "0", fill="black")
+    draw.text((left, height - bottom + 8), "0", fill="black")
+    draw.text((width - right - 20, height - bottom + 8), str(steps), fill="black")
+    draw.text((width // 2 - 40, height - 18), "agent step", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return True
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    tasks = check_tasks(args.tasks.split(","))
+    variants = args.variants.split(",")
+    if any(v not in VARIANTS for v in variants):
+        raise ValueError(f"--variants must be some of {VARIANTS}, got {variants}")
+    if args.episodes < 1 or args.frame_skip < 1:
+        raise ValueError(f"--episodes and --frame-skip must be >= 1, got {args.episodes} and {args.frame_skip}")
+    cem = CEMConfig(
+        samples=args.samples, top_k=args.top_k, iterations=args.iterations, horizon=args.horizon,
+        momentum_mean=args.momentum, momentum_std=args.momentum, init_std=args.init_std, constraint=args.constraint,
+        max_norm=args.max_norm, gripper_dim=FETCH_CEM.gripper_dim,
+        gripper_range=(-float(args.frame_skip), float(args.frame_skip)), seed=args.seed,
+    )
+    policies = build_policies(args, cem)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    episodes_path = out / EPISODES_FILE
+    done = {(r["method"], r["variant"], r["task"], r["episode"]) for r in read_records(episodes_path)}
+    settings = {"samples": cem.samples, "top_k": cem.top_k, "iterations": cem.iterations, "horizon": cem.horizon,
+                "max_norm": cem.max_norm, "constraint": cem.constraint, "frame_skip": args.frame_skip, "seed": args.seed}
+    indices = range(args.first_episode, args.first_episode + args.episodes)
+    total = len(variants) * len(tasks) * len(indices) * len(policies)
+    bar = tqdm(total=total, desc="episodes", unit="episode", file=sys.stderr, disable=args.no_progress)
+    started = time.time()
+    for variant in variants:
+        env = simulator(args.size, variant)
+        for task in tasks:
+            for index in indices:
+                todo = [m for m in policies if (m, variant, task.name, index) not in done]
+                bar.update(len(policies) - len(todo))
+                if not todo:
+                    continue
+                try:
+                    setup, setup_error = make_setup(env, task, args.seed, index, args.frame_skip), None
+                except Exception as error:  # no goal: every method's episode is a failure, recorded as such
+                    setup, setup_error = None, f"{type(error).__name__}: {error}"
+                for method in todo:
+                    if setup is None:
+                        record = {"task": task.name, "episode": index, "method": method, "success": False,
+                                  "error": setup_error, "final_distance": float("nan"), "start_distance": float("nan"),
+                                  "distances": [], "act_seconds_per_step": 0.0}
+                    else:
+                        record = run_episode(env, setup, policies[method], args.frame_skip)
+                    record.update(variant=variant, settings=settings if method not in BASELINES else None)
+                    with open(episodes_path, "a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                    bar.set_postfix(method=method, task=task.name, success=record["success"], refresh=False)
+                    bar.update(1)
+    bar.close()
+    records = read_records(episodes_path)
+    summary = summarize(records)
+    table = markdown_table(summary)
+    pictures = [str(out / f"distance_{t.name}_{v}.png") for v in variants for t in tasks
+                if write_distance_curves(records, t.name, v, out / f"distance_{t.name}_{v}.png")]
+    result = {"summary": summary, "settings": settings, "pictures": pictures, "seconds": round(time.time() - started, 1)}
+    (out / "summary.json").write_text(json.dumps(result, indent=1))
+    (out / "table.md").write_text(table)
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    main()
