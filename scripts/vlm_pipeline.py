@@ -80,10 +80,23 @@ def world_sources(stage: str, world: Path) -> str:
     return json.dumps(sources)
 
 
+def stage_overrides(settings: list[str]) -> dict[str, list[str]]:
+    """`--set STAGE:key=value` options as the extra `key=value` overrides of each stage ("all": every stage)."""
+    extra = {stage: [] for stage in STAGES}
+    for setting in settings:
+        stage, _, override = setting.partition(":")
+        if stage not in (*STAGES, "all") or "=" not in override:
+            raise SystemExit(f"--set expects STAGE:key=value with STAGE one of {', '.join(STAGES)} or all, got {setting!r}")
+        for name in STAGES if stage == "all" else (stage,):
+            extra[name].append(override)
+    return extra
+
+
 def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_size: int, world: Path,
-                 seed: int) -> Path:
+                 seed: int, preset: str = EmbeddedArgs.preset, extra: dict[str, list[str]] | None = None) -> Path:
     """Stages 1 -> 1.5 -> 2 -> 3 with the tiny recipes on `world`, each starting from the previous output;
-    `seed` seeds the tiny LLM's initialization and every stage's data order."""
+    `seed` seeds the tiny LLM's initialization and every stage's data order; `preset` is the VLM the embedded
+    default builds (its LLM from scratch or SmolLM2); `extra[stage]` are further overrides of that stage."""
     init_from = "embedded"
     for stage, steps in zip(STAGES, stage_steps):
         run_dir = out / f"stage{stage}"
@@ -93,7 +106,7 @@ def train_stages(out: Path, encoder: Path | None, stage_steps: list[int], batch_
                  f"micro_batch_size={min(batch_size, 8)}", f"checkpoint.dir={run_dir}", f"model.init_from={init_from}",
                  f"embedded.init_dir={out / 'init'}", f"embedded.world_dir={world}",
                  f"embedded.encoder_from={encoder if encoder else 'null'}", f"embedded.seed={seed}", f"seed={seed}",
-                 "logging.tracker=tensorboard"])
+                 f"embedded.preset={preset}", "logging.tracker=tensorboard", *(extra or {}).get(stage, [])])
         init_from = str(run_dir / "output")  # the stage's loss_curve.png lies beside its metrics.jsonl
     return Path(init_from)
 
@@ -197,6 +210,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="steps of stages 1, 1.5, 2, 3 (the published result: 20,20,20,4000)")
     parser.add_argument("--batch_size", type=int, default=16, help="global batch of every stage")
     parser.add_argument("--seed", type=int, default=0, help="seed of the VLMs' initialization and data order")
+    parser.add_argument("--preset", default=EmbeddedArgs.preset,
+                        help="the VLM: vjepa2-tiny-qwen2 (LLM from scratch) or vjepa2-tiny-smollm2 (SmolLM2-135M-Instruct)")
+    parser.add_argument("--set", action="append", default=[], metavar="STAGE:key=value",
+                        help="extra override of one stage's recipe (STAGE: 1, 1_5, 2, 3 or all), e.g. 3:lora.enabled=true")
     parser.add_argument("--variants", default="pretrained,random",
                         help="encoders to train VLMs around; runs sharing --out reuse each other's finished stages")
     args = parser.parse_args(argv)
@@ -216,7 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"--variants: expected 'pretrained' and/or 'random', got {variant!r}")
         print(f"[{2 + index}/4] VLM stages 1-3 with the {variant} encoder", flush=True)
         outputs[f"{variant} encoder"] = train_stages(out / variant, encoder if variant == "pretrained" else None,
-                                                     stage_steps, args.batch_size, world, args.seed)
+                                                     stage_steps, args.batch_size, world, args.seed, args.preset,
+                                                     stage_overrides(args.set))
     print("[4/4] evaluating on the held-out multiple-choice video questions", flush=True)
     train, test = ([r for r in read_jsonl(world / split / "video_qa.jsonl") if r["format"] == "mc"]
                    for split in ("train", "test"))
@@ -242,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=out, suffix=".tmp", delete=False) as handle:
         json.dump({"table": text, "accuracy": rows, "stage_steps": stage_steps, "encoder": str(encoder),
-                   "seed": args.seed},
+                   "seed": args.seed, "preset": args.preset, "set": args.set},
                   handle, indent=1)
     os.replace(handle.name, out / "results.json")
     return rows

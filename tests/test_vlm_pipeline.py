@@ -93,3 +93,12 @@ def test_stage_data_is_read_from_the_pipeline_world(stage, tmp_path):
     for source in sources:
         assert Path(source["path"]).parent == tmp_path / "world" / "train"
         assert source["media_root"] == str(tmp_path / "world")
+
+
+def test_set_options_reach_their_stages_and_bad_ones_name_the_format():
+    extra = pipeline.stage_overrides(["3:lora.enabled=true", "all:data.max_length=256"])
+    assert extra == {"1": ["data.max_length=256"], "1_5": ["data.max_length=256"], "2": ["data.max_length=256"],
+                     "3": ["lora.enabled=true", "data.max_length=256"]}
+    for bad in ("4:steps=1", "3:steps"):
+        with pytest.raises(SystemExit, match="STAGE:key=value"):
+            pipeline.stage_overrides([bad])
