@@ -441,3 +441,40 @@ class LeRobotEpisodes:
             action=columns[self.action_key][start:stop],
             extra={key: columns[key][start:stop] for key in self.extra_keys},
         )
+
+
+def export_episode_videos(
+    root: str | Path,
+    out_dir: str | Path,
+    *,
+    camera_key: str | None = None,
+    first_episode: int = 0,
+    num_episodes: int | None = None,
+) -> Path:
+    """One mp4 per episode of a LeRobot dataset's camera, and a JSONL manifest of them (`{"video": name}` rows).
+
+    Action-free pretraining (`train/pretrain.py`, paper section 3: pretrain, then post-train with actions) samples
+    clips from whole video files; a v3.0 video file holds many episodes back to back, so its clips would cross
+    episode boundaries and mix training with held-out episodes. Episodes are chosen by position, as the world-model
+    trainer's `data.first_episode` / `data.num_episodes` choose them.
+
+    Returns:
+        The manifest path, `out_dir/manifest.jsonl`; it is written last, so its presence means the export finished.
+    """
+    reader = LeRobotEpisodes(root, camera_key=camera_key)
+    stop = None if num_episodes is None else first_episode + num_episodes
+    chosen = reader.episode_indices[first_episode:stop]
+    if not chosen:
+        raise LeRobotFormatError(f"{reader.root}: first_episode={first_episode} leaves no episode (of {len(reader)})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for episode in chosen:
+        name = f"episode_{episode:06d}.mp4"
+        write_video(out / name, reader.episode(episode).frames, reader.video_fps)
+        names.append(name)
+    manifest = out / "manifest.jsonl"
+    partial = out / "manifest.jsonl.tmp"
+    partial.write_text("".join(json.dumps({"video": name}) + "\n" for name in names))
+    partial.replace(manifest)
+    return manifest

@@ -10,10 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from vjepa_vlm.data.ac_dataset import ACClipDataset, ACDataArgs
-from vjepa_vlm.data.lerobot_format import LeRobotWriter, vector_feature, video_feature
-from vjepa_vlm.data.pretrain_dataset import crop_and_normalize
+from vjepa_vlm.data.lerobot_format import (
+    LeRobotEpisodes, LeRobotFormatError, LeRobotWriter, export_episode_videos, vector_feature, video_feature,
+)
+from vjepa_vlm.data.pretrain_dataset import crop_and_normalize, read_manifest
+from vjepa_vlm.data.video_io import read_video
 from vjepa_vlm.modeling_vjepa2_ac import VJEPA2WorldModel
-from vjepa_vlm.train.ac_trainer import ACTrainConfig, WorldModelObjective, build_world_model, load_recipe, train
+from vjepa_vlm.train.ac_trainer import (
+    ACTrainConfig, WorldModelObjective, build_world_model, load_recipe, train,
+)
 from vjepa_vlm.train.checkpoint import latest_checkpoint
 from vjepa_vlm.train.config import load_config, validate_config
 from vjepa_vlm.train.train_ac import TINY_RECIPE
@@ -232,3 +237,43 @@ def test_held_out_evaluation_compares_the_model_with_both_baselines(robot_datase
     np.testing.assert_allclose(results["rollout"]["model"][0], results["teacher_forcing"]["model"][0], rtol=1e-5)
     assert results["rollout"]["other_actions"][0] != results["rollout"]["model"][0]
     assert "| rollout | nothing_moves |" in format_table(results)
+
+
+def test_residual_prediction_starts_as_nothing_moves_and_keeps_the_reference_keys(robot_dataset, tmp_path):
+    data = _data_args(robot_dataset, num_frames=3, cache_features=True)
+    plain = _tiny_model(data)
+    torch.manual_seed(0)
+    residual = "model.predictor_overrides={hidden_size: 48, num_hidden_layers: 2, residual_prediction: true}"
+    config = load_config(ACTrainConfig, overrides=[*TINY_MODEL[:-1], residual])
+    model = build_world_model(config.model, data).eval()
+    assert model.predictor.predictor_proj.weight.abs().max() == 0 and model.predictor.predictor_proj.bias.abs().max() == 0
+    assert model.predictor.predictor_embed.weight.std() > 0.01  # everything else keeps the reference init
+    assert sorted(model.state_dict()) == sorted(plain.state_dict())
+    dataset = ACClipDataset(data)
+    dataset.build_feature_cache(model.encode_frames)
+    clip = dataset.clip(0, 0)
+    features = clip["features"].unsqueeze(0)
+    predicted = model(features[:, :-1], clip["actions"].unsqueeze(0), clip["states"][:-1].unsqueeze(0))
+    torch.testing.assert_close(predicted.predicted_features, features[:, :-1], atol=1e-4, rtol=0)
+    # Once trained away from zero, the option survives saving: the output is still frame t plus the projection.
+    with torch.no_grad():
+        model.predictor.predictor_proj.bias.fill_(0.5)
+    model.save_pretrained(tmp_path)
+    loaded = VJEPA2WorldModel.from_pretrained(tmp_path)
+    assert loaded.config.predictor_config.residual_prediction
+    raw = loaded.predictor(features[:, :-1], clip["actions"].unsqueeze(0), clip["states"][:-1].unsqueeze(0))
+    torch.testing.assert_close(raw, features[:, :-1] + 0.5, atol=1e-4, rtol=0)
+
+
+def test_episode_videos_export_one_file_per_chosen_episode_for_pretraining(robot_dataset, tmp_path):
+    reader = LeRobotEpisodes(robot_dataset, camera_key=CAMERA)
+    manifest = export_episode_videos(robot_dataset, tmp_path / "videos", camera_key=CAMERA, first_episode=1,
+                                     num_episodes=2)
+    rows = read_manifest(manifest)
+    assert [path.name for _, path in rows] == ["episode_000001.mp4", "episode_000002.mp4"]
+    for (kind, path), episode in zip(rows, (1, 2)):
+        decoded = read_video(path)
+        assert kind == "video" and decoded.shape == (LENGTHS[episode], SIZE, SIZE, 3)
+        assert np.abs(decoded.astype(int) - reader.episode(episode).frames.astype(int)).mean() < 3
+    with pytest.raises(LeRobotFormatError, match="first_episode=9 leaves no episode"):
+        export_episode_videos(robot_dataset, tmp_path / "none", camera_key=CAMERA, first_episode=9)

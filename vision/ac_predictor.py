@@ -12,6 +12,9 @@ Reference facts, from facebookresearch/vjepa2 `src/models/ac_predictor.py` (`Vis
 - attention is block-causal: a token of step t sees every token of steps <= t;
 - blocks are the encoder's pre-norm blocks (`predictor_blocks`), then `predictor_norm` and `predictor_proj` back to the
   encoder width, applied to the patch tokens only.
+
+`residual_prediction` (not in the reference, off by default) adds frame t's input features to the output at step t
+and marks `predictor_proj` to start at zero (`starts_at_zero`, read by the models' weight init).
 """
 
 import torch
@@ -66,6 +69,9 @@ class ActionConditionedPredictor(nn.Module):
         )
         self.predictor_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.predictor_proj = nn.Linear(config.hidden_size, config.encoder_hidden_size)
+        if config.residual_prediction:
+            # Zero output at init: the prediction starts as the input frame, the "nothing moves" baseline.
+            self.predictor_proj.starts_at_zero = True
 
     def _check(self, name: str, tensor: torch.Tensor | None, batch: int, steps: int, width: int, field: str) -> None:
         if tensor is None:
@@ -129,4 +135,5 @@ class ActionConditionedPredictor(nn.Module):
             hidden_states = block(hidden_states, rope.cos, rope.signed_sin, mask)
 
         patches = hidden_states.view(batch, steps, per_step, -1)[:, :, cfg.conditioning_tokens :]
-        return self.predictor_proj(self.predictor_norm(patches))
+        predicted = self.predictor_proj(self.predictor_norm(patches))
+        return predicted + features.to(dtype) if cfg.residual_prediction else predicted

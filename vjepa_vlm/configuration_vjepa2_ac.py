@@ -67,6 +67,10 @@ class VJEPA2ACConfig(PreTrainedConfig):
         attention_probs_dropout_prob (`float`): Attention dropout during training.
         hidden_act (`str`): MLP activation (GELU).
         initializer_range (`float`): Std of the truncated-normal weight init (0.02).
+        residual_prediction (`bool`): Not in the reference (default False). Predict frame t + 1 as frame t's features
+            plus the `predictor_proj` output, with `predictor_proj` initialized to zero, so an untrained predictor
+            is exactly the "nothing moves" baseline and training only has to learn the change. Same modules and
+            key names as the reference; a measured option for small CPU runs (docs/world_model.md).
 
     Attention runs through `vjepa_vlm.vision.attention` with a block-causal mask: "eager" (reference) or "sdpa"
     (default); "flash_attention_2" cannot apply the mask and is refused.
@@ -91,6 +95,7 @@ class VJEPA2ACConfig(PreTrainedConfig):
     attention_probs_dropout_prob: float | int = 0.0
     hidden_act: str = "gelu"
     initializer_range: float = 0.02
+    residual_prediction: bool = False
 
     def validate_architecture(self):
         """Called by `@strict` on construction."""

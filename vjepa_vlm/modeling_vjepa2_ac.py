@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from vjepa_vlm.configuration_vjepa2_ac import VJEPA2ACConfig, VJEPA2WorldModelConfig
@@ -47,7 +48,8 @@ class VJEPA2ACOutput(ModelOutput):
 
 class VJEPA2ACPreTrainedModel(PreTrainedModel):
     """Capabilities and weight init shared by the V-JEPA 2-AC models (the reference's init: truncated normal, zero
-    bias, residual projections of block l scaled by 1 / sqrt(2 l)).
+    bias, residual projections of block l scaled by 1 / sqrt(2 l); with `residual_prediction`, `predictor_proj` at
+    zero).
 
     Args:
         config: a [`VJEPA2ACConfig`] or [`VJEPA2WorldModelConfig`].
@@ -72,7 +74,10 @@ class VJEPA2ACPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, (nn.Linear, nn.Conv3d)):
+        if getattr(module, "starts_at_zero", False):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, nn.Conv3d)):
             init_vjepa2_projection(module, self._initializer_range())
 
 
