@@ -1,0 +1,104 @@
+"""Closed-loop planning evaluation in the Fetch simulator: scene variants, oracle-made goals and success criteria,
+failing episodes, input checks, and `scripts/eval_planning.py` end to end with a tiny world model (resumable)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from vjepa2_oracle import randomize_
+
+from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
+from vjepa_vlm.data.robot_sim import VARIANTS
+from vjepa_vlm.eval.planning import (
+    LIFT_M, TASKS, OraclePolicy, Policy, RandomPolicy, check_tasks, check_world_model, frames_to_model, make_setup,
+    run_episode,
+)
+from vjepa_vlm.scripts import eval_planning
+from vjepa_vlm.scripts.eval_planning import simulator
+
+
+@pytest.fixture(scope="module")
+def env():
+    return simulator(64, "default")
+
+
+def test_variants_change_the_picture_not_the_physics_and_states_restore(env):
+    env.reset(seed=3)
+    default = env.render().astype(int)
+    for variant in VARIANTS[1:]:
+        other = simulator(64, variant)
+        other.reset(seed=3)
+        assert np.array_equal(other.state(), env.state()) and np.array_equal(other.block_pose(), env.block_pose())
+        frame = other.render().astype(int)
+        # The block covers only a few pixels at 64 px: count changed pixels rather than average the change.
+        assert frame.std() > 10 and (frame != default).any(-1).sum() >= 4, variant
+    start = env.get_state()
+    env.step(np.array([1.0, 0.0, 0.0, 1.0]))
+    assert not np.array_equal(env.state(), simulator(64, "block_colour").state())
+    env.set_state(start)
+    assert np.array_equal(env.render().astype(int), default)
+
+
+@pytest.mark.parametrize("name", ["reach", "grasp"])
+def test_goals_are_made_by_the_oracle_which_reaches_them_and_random_actions_do_not(env, name):
+    setup = make_setup(env, TASKS[name], seed=0, index=1)
+    env.set_state(setup.start_state)
+    start_frame = env.render()
+    assert len(setup.goal_frames) == 1 and np.abs(setup.goal_frames[0].astype(int) - start_frame).mean() > 0.2
+    assert setup.distance(env) > 0.05 and not setup.success(env)
+    oracle = run_episode(env, setup, OraclePolicy())
+    assert oracle["success"] and oracle["error"] is None and len(oracle["distances"]) == TASKS[name].steps + 1
+    if name == "grasp":
+        assert oracle["block_lift_m"] >= LIFT_M
+    random = run_episode(env, setup, RandomPolicy(2.0, (-5.0, 5.0), seed=0))
+    assert not random["success"] and random["final_distance"] > 0.05
+
+
+def test_pick_and_place_has_three_goal_images_and_a_raising_policy_is_a_failure(env):
+    setup = make_setup(env, TASKS["pick_and_place"], seed=0, index=0)
+    assert len(setup.goal_frames) == 3 and TASKS["pick_and_place"].subgoal_steps == (4, 10, 4)
+
+    class Broken(Policy):
+        name = "broken"
+
+        def act(self, env, frame, step, goal_index):
+            raise RuntimeError("planner exploded")
+
+    record = run_episode(env, setup, Broken())
+    assert record["success"] is False and record["error"] == "RuntimeError: planner exploded"
+
+
+def test_bad_tasks_models_and_images_are_refused():
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['stack'\]"):
+        check_tasks(["reach", "stack"])
+    config = VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")
+    config.predictor_config.action_dim = 7
+    with pytest.raises(ValueError, match=r"action_dim=7 \(the simulator's actions are"):
+        check_world_model(VJEPA2WorldModel(config), 64, "m")
+    with pytest.raises(ValueError, match="crop_size=64 but goal images and frames are rendered at 128 pixels"):
+        check_world_model(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), 128, "m")
+    with pytest.raises(ValueError, match="images are 32x32 but the world model expects 64x64"):
+        frames_to_model(np.zeros((1, 32, 32, 3), np.uint8), 64)
+
+
+def test_eval_planning_end_to_end_writes_records_table_curves_and_resumes(tmp_path):
+    model_dir = tmp_path / "wm"
+    randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=0).save_pretrained(model_dir)
+    out = tmp_path / "eval"
+    argv = ["--model", f"tiny={model_dir}", "--tasks", "reach", "--episodes", "2", "--samples", "8", "--top-k", "2",
+            "--iterations", "2", "--out", str(out), "--no-progress"]
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['cosmos'\]"):
+        eval_planning.main(argv + ["--methods", "random,cosmos"])
+    result = eval_planning.main(argv)
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert sorted((r["method"], r["episode"]) for r in records) == [
+        (m, e) for m in ("oracle", "random", "tiny") for e in (0, 1)
+    ]
+    tiny = [r for r in records if r["method"] == "tiny"]
+    assert all(r["error"] is None and len(r["distances"]) == 11 and r["settings"]["samples"] == 8 for r in tiny)
+    assert result["summary"]["oracle/default/reach"]["successes"] == 2
+    assert (out / "distance_reach_default.png").stat().st_size > 1000
+    assert "| oracle | 100% (2/2)" in (out / "table.md").read_text()
+    eval_planning.main(argv)  # everything is already there: nothing runs again
+    assert len((out / "episodes.jsonl").read_text().splitlines()) == 6
