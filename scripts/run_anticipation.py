@@ -62,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--val-seed", type=int, default=0, help="seed of the validation split and training draws")
     parser.add_argument("--train-draws", type=int, default=4, help="contexts per training video")
+    parser.add_argument("--limit-train", type=int, help="use only the first N training actions (a smaller run)")
+    parser.add_argument("--limit-test", type=int, help="use only the first N test actions")
     parser.add_argument("--eval-times", type=float, nargs="+", default=[1.0], help="test anticipation times (s)")
     parser.add_argument("--context-frames", type=int, default=32)
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the context clips")
@@ -146,6 +148,7 @@ def main(argv=None) -> dict:
     cli = parse_args(argv)
     torch.set_num_threads(cli.threads)
     train, test, (verbs, nouns, actions) = load_data(cli)
+    train, test = train[: cli.limit_train], test[: cli.limit_test]
     backbone = load_encoder(cli.encoder, cli.random_init, cli.init_seed)
     model = VJEPA2ForActionAnticipation.from_vjepa2(
         backbone, num_verbs=verbs, num_nouns=nouns, num_actions=actions, frames_per_second=cli.fps,
