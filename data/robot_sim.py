@@ -140,7 +140,9 @@ def check_frame_size(size: int) -> None:
 def _apply_scene_variant(model, mujoco, variant: str) -> None:
     """Change the block's colour or the table's texture in the compiled model. The renderer copies materials and
     uploads textures when its GL context is created (at the first render), so this must run before it."""
-    material = lambda name: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, name)  # noqa: E731
+    def material(name: str) -> int:
+        return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, name)
+
     if variant == "block_colour":
         model.mat_rgba[material("block_mat")] = VARIANT_BLOCK_RGBA
     elif variant == "table_texture":

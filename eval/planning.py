@@ -34,11 +34,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-
 from vjepa_vlm.data.ac_dataset import center_crop_box
 from vjepa_vlm.data.pretrain_dataset import crop_and_normalize
 from vjepa_vlm.data.robot_play import WORKSPACE_XY
-from vjepa_vlm.data.robot_sim import ACTION_NAMES, ACTION_SCALE_M, STATE_NAMES, FetchCamera
+from vjepa_vlm.data.robot_sim import (
+    ACTION_NAMES,
+    ACTION_SCALE_M,
+    STATE_NAMES,
+    FetchCamera,
+)
 from vjepa_vlm.vision.planner import CEMConfig
 
 SUCCESS_M = 0.05
@@ -408,7 +412,7 @@ def run_episode(env: FetchCamera, setup: EpisodeSetup, policy: Policy, frame_ski
             execute(env, action, frame_skip)
             distances.append(setup.distance(env))
         record.update(success=setup.success(env), error=None)
-    except Exception as error:  # an episode that fails for any reason is a failure; the evaluation goes on
+    except Exception as error:  # noqa: BLE001 - an episode that fails for any reason is a failure; the evaluation goes on
         record.update(success=False, error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc(limit=3))
     record.update(
         final_distance=distances[-1],

@@ -14,10 +14,10 @@ import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-
-from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
 from vjepa_vlm.eval.planning import FETCH_CEM, FETCH_STATE_SCALE
 from vjepa_vlm.vision.planner import CEMConfig, cem_plan
+
+from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
 
 
 def _inputs(model, seed: int = 0):

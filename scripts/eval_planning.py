@@ -6,8 +6,8 @@ per method, task and scene variant, final distances, distance-to-goal-vs-step cu
         --out runs/planning/tiny
 
 Methods: `random` (uniform actions in the planner's box), `oracle` (the scripted controller reading the true state,
-which made the goal images: the upper bound), `bc` (the goal-conditioned behaviour-cloning policy of `--bc`), and
-one planner per `--model LABEL=PATH` (a `VJEPA2WorldModel` folder). Tasks, goal images and success criteria:
+which made the goal images: the upper bound) and one planner per `--model LABEL=PATH` (a `VJEPA2WorldModel`
+folder). Tasks, goal images and success criteria:
 `vjepa_vlm.eval.planning`. Variants: `vjepa_vlm.data.robot_sim.VARIANTS` (zero-shot scenes).
 
 Writes into `--out`: `episodes.jsonl` (appended: rerunning the command skips the episodes already there, so an
@@ -26,15 +26,22 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
-
 from vjepa_vlm.data.robot_sim import VARIANTS, make_fetch_env
 from vjepa_vlm.eval.planning import (
-    FETCH_CEM, FRAME_SKIP, TASKS, OraclePolicy, PlannerPolicy, RandomPolicy, check_tasks, check_world_model, make_setup,
+    FETCH_CEM,
+    FRAME_SKIP,
+    TASKS,
+    OraclePolicy,
+    PlannerPolicy,
+    RandomPolicy,
+    check_tasks,
+    check_world_model,
+    make_setup,
     run_episode,
 )
 from vjepa_vlm.vision.planner import CEMConfig
 
-BASELINES = ("random", "oracle", "bc")
+BASELINES = ("random", "oracle")
 EPISODES_FILE = "episodes.jsonl"
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
@@ -55,9 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
                         help="a world model to plan with, under the method name LABEL (repeatable)")
-    parser.add_argument("--bc", default=None, help="folder of a behaviour-cloning policy (eval/bc_policy.py)")
     parser.add_argument("--methods", default=None,
-                        help="comma-separated methods to run (default: random, oracle, bc if --bc, every --model)")
+                        help="comma-separated methods to run (default: random, oracle, every --model)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {list(TASKS)}")
     parser.add_argument("--variants", default="default", help=f"comma-separated, of {list(VARIANTS)}")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task and variant")
@@ -95,7 +101,7 @@ def _models(args) -> dict[str, str]:
 def build_policies(args, cem: CEMConfig) -> dict:
     """Every method's policy, with models loaded and checked against the simulator before any episode runs."""
     models = _models(args)
-    methods = args.methods.split(",") if args.methods else ["random", "oracle"] + (["bc"] if args.bc else []) + list(models)
+    methods = args.methods.split(",") if args.methods else ["random", "oracle", *models]
     unknown = [m for m in methods if m not in BASELINES and m not in models]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: baselines are {BASELINES}, planners are the --model labels {list(models)}")
@@ -105,12 +111,6 @@ def build_policies(args, cem: CEMConfig) -> dict:
             policies[method] = RandomPolicy(cem.max_norm, cem.gripper_range, seed=args.seed)
         elif method == "oracle":
             policies[method] = OraclePolicy(args.frame_skip)
-        elif method == "bc":
-            from vjepa_vlm.eval.bc_policy import BCPolicy
-
-            if args.bc is None:
-                raise ValueError("method bc needs --bc FOLDER (a policy trained by eval/bc_policy.py)")
-            policies[method] = BCPolicy.load(args.bc, size=args.size)
         else:
             from vjepa_vlm import VJEPA2WorldModel
 
@@ -231,7 +231,7 @@ def main(argv=None) -> dict:
                     continue
                 try:
                     setup, setup_error = make_setup(env, task, args.seed, index, args.frame_skip), None
-                except Exception as error:  # no goal: every method's episode is a failure, recorded as such
+                except Exception as error:  # noqa: BLE001 - no goal: every method's episode is a failure, recorded as such
                     setup, setup_error = None, f"{type(error).__name__}: {error}"
                 for method in todo:
                     if setup is None:

@@ -5,17 +5,24 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from vjepa2_oracle import randomize_
-
-from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
 from vjepa_vlm.data.robot_sim import VARIANTS
 from vjepa_vlm.eval.planning import (
-    LIFT_M, TASKS, OraclePolicy, Policy, RandomPolicy, check_tasks, check_world_model, frames_to_model, make_setup,
+    LIFT_M,
+    TASKS,
+    OraclePolicy,
+    Policy,
+    RandomPolicy,
+    check_tasks,
+    check_world_model,
+    frames_to_model,
+    make_setup,
     run_episode,
 )
 from vjepa_vlm.scripts import eval_planning
 from vjepa_vlm.scripts.eval_planning import simulator
+
+from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,17 @@ and `VJEPA2WorldModel.plan` on the tiny preset: one batched predictor call per i
 import pytest
 import torch
 from vjepa2_oracle import randomize_
+from vjepa_vlm.vision.planner import (
+    CEMConfig,
+    SubgoalSchedule,
+    cem_plan,
+    constrain,
+    l1_energy,
+    project_l1_ball,
+    run_mpc,
+)
 
 from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
-from vjepa_vlm.vision.planner import CEMConfig, SubgoalSchedule, cem_plan, constrain, l1_energy, project_l1_ball, run_mpc
 
 
 class LinearWorld:

@@ -256,6 +256,13 @@ def run_mpc(
 
 
 __all__ = [
-    "CEMConfig", "CONSTRAINTS", "PlanResult", "SubgoalSchedule", "cem_plan", "constrain", "l1_energy",
-    "project_l1_ball", "run_mpc",
+    "CONSTRAINTS",
+    "CEMConfig",
+    "PlanResult",
+    "SubgoalSchedule",
+    "cem_plan",
+    "constrain",
+    "l1_energy",
+    "project_l1_ball",
+    "run_mpc",
 ]
