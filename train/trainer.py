@@ -117,7 +117,8 @@ class TrainerArgs:
             0 runs to `steps`.
         gradient_checkpointing: recompute activations in backward to save memory.
         cache_vision_features: when the stage leaves the encoder frozen (and it has no dropout), encode each
-            clip or image once and reuse its tokens at later steps (`vjepa_vlm.train.feature_cache`).
+            clip or image once and reuse its tokens at later steps (`vjepa_vlm.train.feature_cache`); off under
+            DeepSpeed.
     """
 
     seed: int = 0
@@ -262,7 +263,10 @@ class VLMTrainer:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         vlm = self.model.model
         tower_trains = any(p.requires_grad for p in vlm.vision_tower.parameters())
-        if args.cache_vision_features and not tower_trains and not vlm._vision_is_stochastic():
+        # Not under DeepSpeed: with ZeRO-3 a rank answering from the cache would skip the parameter gathers
+        # that the other ranks' encoder forwards wait for.
+        if (args.cache_vision_features and not tower_trains and not vlm._vision_is_stochastic()
+                and args.distributed.backend != "deepspeed"):
             vlm.set_vision_tower_trainable(False)
             vlm.feature_cache = VisionFeatureCache()
         return trainable
