@@ -54,3 +54,11 @@ from vjepa_vlm.modeling_vjepa2_anticipation import VJEPA2ForActionAnticipation  
 AutoConfig.register("vjepa2_anticipation", VJEPA2AnticipationConfig, exist_ok=True)
 AutoModel.register(VJEPA2AnticipationConfig, VJEPA2ForActionAnticipation, exist_ok=True)
 __all__ += ["VJEPA2AnticipationConfig", "VJEPA2ForActionAnticipation"]
+
+# Frame decoder (issue 21): model type "vjepa2_frame_decoder" for AutoConfig / AutoModel.
+from vjepa_vlm.configuration_vjepa2_frame_decoder import VJEPA2FrameDecoderConfig  # noqa: E402
+from vjepa_vlm.modeling_vjepa2_frame_decoder import VJEPA2FrameDecoder  # noqa: E402
+
+AutoConfig.register("vjepa2_frame_decoder", VJEPA2FrameDecoderConfig, exist_ok=True)
+AutoModel.register(VJEPA2FrameDecoderConfig, VJEPA2FrameDecoder, exist_ok=True)
+__all__ += ["VJEPA2FrameDecoder", "VJEPA2FrameDecoderConfig"]
