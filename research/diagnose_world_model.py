@@ -1,7 +1,7 @@
 """Cheap diagnostics of a world model's frozen encoder on a LeRobot dataset: can a linear map read the robot's
 state from its features, and how much of the frame-to-frame change sits on a few tokens?
 
-    python scripts/diagnose_world_model.py --data runs/play [--encoder PRETRAINED_VJEPA2_DIR] [--fps 5] [--out f.json]
+    python research/diagnose_world_model.py --data runs/play [--encoder PRETRAINED_VJEPA2_DIR] [--fps 5] [--out f.json]
 
 Without `--encoder` the tiny preset's encoder (8-px patches) is built at random under `--seed`, exactly as the
 tiny recipe builds its random frozen encoder (`train/recipes/ac_tiny.yaml`, seed 0). Every frame is center-cropped,
@@ -24,10 +24,8 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
-
-from vjepa_vlm.data.ac_dataset import ACClipDataset, ACDataArgs
+from vjepa_vlm.data.ac_dataset import ACClipDataset, ACDataArgs, center_crop_box
 from vjepa_vlm.data.pretrain_dataset import crop_and_normalize
-from vjepa_vlm.data.ac_dataset import center_crop_box
 from vjepa_vlm.train.ac_trainer import WorldModelArgs, build_world_model
 
 PENALTIES = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
