@@ -387,6 +387,39 @@ class PlannerPolicy(Policy):
         return result.actions[0].numpy()
 
 
+class BCPolicy(Policy):
+    """The goal-conditioned behaviour-cloning baseline (`vjepa_vlm.vision.bc_policy`): the current goal image's
+    features, the current frame's and the state in, one action out, no search.
+
+    Args:
+        policy: a trained `GoalConditionedPolicy` (eval mode).
+        model: the `VJEPA2WorldModel` whose frozen encoder the policy was trained on (only `encode_frames` is used).
+        name: the method's name in records and tables.
+    """
+
+    def __init__(self, policy, model, name: str = "bc"):
+        expected = (model.tokens_per_frame, model.config.predictor_config.encoder_hidden_size)
+        got = (policy.config.tokens, policy.config.feature_dim)
+        if got != expected:
+            raise ValueError(f"{name}: the policy reads {got[0]} tokens of width {got[1]} but the encoder gives "
+                             f"{expected[0]} of width {expected[1]}: not the encoder it was trained on")
+        if (policy.config.state_dim, policy.config.action_dim) != (len(STATE_NAMES), len(ACTION_NAMES)):
+            raise ValueError(f"{name}: the policy has state_dim={policy.config.state_dim}, action_dim="
+                             f"{policy.config.action_dim}; the simulator's are {len(STATE_NAMES)} and {len(ACTION_NAMES)}")
+        self.policy, self.model, self.name = policy, model, name
+        self.crop = model.config.predictor_config.crop_size
+
+    def reset(self, setup: EpisodeSetup) -> None:
+        super().reset(setup)
+        self.goals = self.model.encode_frames(frames_to_model(np.stack(setup.goal_frames), self.crop))[0]
+
+    @torch.no_grad()
+    def act(self, env, frame, step, goal_index):
+        features = self.model.encode_frames(frames_to_model(frame[None], self.crop))[0]
+        state = torch.from_numpy(env.state()).float().unsqueeze(0)
+        return self.policy(features, self.goals[goal_index : goal_index + 1], state)[0].numpy()
+
+
 def subgoal_index(task: Task, step: int) -> int:
     end = 0
     for index, steps in enumerate(task.subgoal_steps):
@@ -426,7 +459,26 @@ def run_episode(env: FetchCamera, setup: EpisodeSetup, policy: Policy, frame_ski
 
 
 __all__ = [
-    "FETCH_CEM", "FETCH_STATE_SCALE", "FRAME_SKIP", "LIFT_M", "SUCCESS_M", "TASKS", "EpisodeSetup", "Oracle",
-    "OraclePolicy", "PlannerPolicy", "Policy", "RandomPolicy", "Task", "Waypoint", "check_tasks", "check_world_model",
-    "execute", "frames_to_model", "make_setup", "run_episode", "subgoal_index",
+    "FETCH_CEM",
+    "FETCH_STATE_SCALE",
+    "FRAME_SKIP",
+    "LIFT_M",
+    "SUCCESS_M",
+    "TASKS",
+    "BCPolicy",
+    "EpisodeSetup",
+    "Oracle",
+    "OraclePolicy",
+    "PlannerPolicy",
+    "Policy",
+    "RandomPolicy",
+    "Task",
+    "Waypoint",
+    "check_tasks",
+    "check_world_model",
+    "execute",
+    "frames_to_model",
+    "make_setup",
+    "run_episode",
+    "subgoal_index",
 ]

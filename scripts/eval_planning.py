@@ -6,8 +6,9 @@ per method, task and scene variant, final distances, distance-to-goal-vs-step cu
         --out runs/planning/tiny
 
 Methods: `random` (uniform actions in the planner's box), `oracle` (the scripted controller reading the true state,
-which made the goal images: the upper bound) and one planner per `--model LABEL=PATH` (a `VJEPA2WorldModel`
-folder). Tasks, goal images and success criteria:
+which made the goal images: the upper bound), one planner per `--model LABEL=PATH` (a `VJEPA2WorldModel`
+folder) and one goal-conditioned behaviour-cloning policy per `--bc LABEL=PATH` (a `policy/` folder written by
+`train/train_bc.py`; it reads the features of the world model named in its config.json, or of `--bc-world-model`). Tasks, goal images and success criteria:
 `vjepa_vlm.eval.planning`. Variants: `vjepa_vlm.data.robot_sim.VARIANTS` (zero-shot scenes).
 
 Writes into `--out`: `episodes.jsonl` (appended: rerunning the command skips the episodes already there, so an
@@ -31,6 +32,7 @@ from vjepa_vlm.eval.planning import (
     FETCH_CEM,
     FRAME_SKIP,
     TASKS,
+    BCPolicy,
     OraclePolicy,
     PlannerPolicy,
     RandomPolicy,
@@ -62,8 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
                         help="a world model to plan with, under the method name LABEL (repeatable)")
+    parser.add_argument("--bc", action="append", default=[], metavar="LABEL=PATH",
+                        help="a behaviour-cloning policy folder, under the method name LABEL (repeatable)")
+    parser.add_argument("--bc-world-model", default=None,
+                        help="world model whose encoder the --bc policies read (default: the one in their config.json)")
     parser.add_argument("--methods", default=None,
-                        help="comma-separated methods to run (default: random, oracle, every --model)")
+                        help="comma-separated methods to run (default: random, oracle, every --model and --bc)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {list(TASKS)}")
     parser.add_argument("--variants", default="default", help=f"comma-separated, of {list(VARIANTS)}")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task and variant")
@@ -84,39 +90,59 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _models(args) -> dict[str, str]:
-    models = {}
-    for item in args.model:
-        label, sep, path = item.partition("=")
-        if not sep or not label or not path:
-            raise ValueError(f"--model must be LABEL=PATH, got {item!r}")
-        if label in BASELINES or label in models:
-            raise ValueError(f"--model label {label!r} is taken (baselines: {BASELINES}, given: {list(models)})")
-        if not Path(path, "config.json").is_file():
-            raise FileNotFoundError(f"--model {label}: {path} is not a saved VJEPA2WorldModel folder (no config.json)")
-        models[label] = path
-    return models
+def _labelled(args) -> dict[str, tuple[str, str]]:
+    """label -> (kind, path) of every --model and --bc, labels unique and not a baseline's."""
+    labelled = {}
+    for kind, items in (("model", args.model), ("bc", args.bc)):
+        for item in items:
+            label, sep, path = item.partition("=")
+            if not sep or not label or not path:
+                raise ValueError(f"--{kind} must be LABEL=PATH, got {item!r}")
+            if label in BASELINES or label in labelled:
+                raise ValueError(f"--{kind} label {label!r} is taken (baselines: {BASELINES}, given: {list(labelled)})")
+            if not Path(path, "config.json").is_file():
+                what = "VJEPA2WorldModel" if kind == "model" else "behaviour-cloning policy"
+                raise FileNotFoundError(f"--{kind} {label}: {path} is not a saved {what} folder (no config.json)")
+            labelled[label] = (kind, path)
+    return labelled
+
+
+def _world_model(path: str, size: int, where: str):
+    from vjepa_vlm import VJEPA2WorldModel
+
+    if not Path(path, "config.json").is_file():
+        raise FileNotFoundError(f"{where}: {path} is not a saved VJEPA2WorldModel folder (no config.json)")
+    model = VJEPA2WorldModel.from_pretrained(path).eval()
+    check_world_model(model, size, where)
+    return model
 
 
 def build_policies(args, cem: CEMConfig) -> dict:
     """Every method's policy, with models loaded and checked against the simulator before any episode runs."""
-    models = _models(args)
-    methods = args.methods.split(",") if args.methods else ["random", "oracle", *models]
-    unknown = [m for m in methods if m not in BASELINES and m not in models]
+    from vjepa_vlm.vision.bc_policy import load_policy
+
+    labelled = _labelled(args)
+    methods = args.methods.split(",") if args.methods else ["random", "oracle", *labelled]
+    unknown = [m for m in methods if m not in BASELINES and m not in labelled]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}: baselines are {BASELINES}, planners are the --model labels {list(models)}")
+        raise ValueError(f"unknown method(s) {unknown}: baselines are {BASELINES}, the others are the --model and "
+                         f"--bc labels {list(labelled)}")
     policies = {}
     for method in methods:
         if method == "random":
             policies[method] = RandomPolicy(cem.max_norm, cem.gripper_range, seed=args.seed)
         elif method == "oracle":
             policies[method] = OraclePolicy(args.frame_skip)
+        elif labelled[method][0] == "model":
+            path = labelled[method][1]
+            policies[method] = PlannerPolicy(_world_model(path, args.size, f"--model {method}={path}"), cem, name=method)
         else:
-            from vjepa_vlm import VJEPA2WorldModel
-
-            model = VJEPA2WorldModel.from_pretrained(models[method]).eval()
-            check_world_model(model, args.size, f"--model {method}={models[method]}")
-            policies[method] = PlannerPolicy(model, cem, name=method)
+            policy, saved = load_policy(labelled[method][1])
+            encoder = args.bc_world_model or saved.get("world_model")
+            if not encoder:
+                raise ValueError(f"--bc {method}: its config.json names no world_model; give --bc-world-model")
+            model = _world_model(encoder, args.size, f"--bc {method}: the encoder's world model")
+            policies[method] = BCPolicy(policy, model, name=method)
     return policies
 
 
