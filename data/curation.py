@@ -26,13 +26,17 @@ import math
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
-
-from vjepa_vlm.data.curation_cluster import cluster_weights, kmeans, nearest_cluster, retrieval_table
+from vjepa_vlm.data.curation_cluster import (
+    cluster_weights,
+    kmeans,
+    nearest_cluster,
+    retrieval_table,
+)
 from vjepa_vlm.data.curation_shards import collect_shards, run_shards
 from vjepa_vlm.data.manifests import dataset_root, read_jsonl, write_jsonl
 from vjepa_vlm.data.scene_split import SceneArgs, SceneSpan, detect_cuts
@@ -111,7 +115,8 @@ def manifest_videos(manifest: Path) -> list[Path]:
     videos = []
     for number, row in enumerate(read_jsonl(manifest), start=1):
         if not isinstance(row.get("video"), str):
-            raise ValueError(f"{manifest}: row {number} needs a 'video' path, got keys {sorted(row)}")
+            # A bad row is bad input like any other: the command reports ValueErrors as clean errors.
+            raise ValueError(f"{manifest}: row {number} needs a 'video' path, got keys {sorted(row)}")  # noqa: TRY004
         videos.append(resolve_media(manifest, row["video"]))
     if not videos:
         raise ValueError(f"{manifest} has no rows")
@@ -211,7 +216,7 @@ def curate(
     embed: EmbedFn,
     *,
     embedder_id: str,
-    args: CurationArgs = CurationArgs(),
+    args: CurationArgs | None = None,
     rank: int = 0,
     world_size: int = 1,
     barrier: Callable[[], None] = lambda: None,
@@ -225,10 +230,11 @@ def curate(
         out_dir: output folder (created).
         embed: uint8 frames -> (N, D) embeddings; the same function embeds pool scenes and target videos.
         embedder_id: names the embedder in the settings, so resuming with another encoder is refused.
-        args: scene detection, k-means and sharding settings.
+        args: scene detection, k-means and sharding settings (default: `CurationArgs()`).
         rank, world_size, barrier: this process, the process count and a function that waits for all of them
             (`accelerate`'s `wait_for_everyone`); the defaults run alone.
     """
+    args = args or CurationArgs()
     errors = args.validate()
     names = [spec.name for spec in targets]
     if not targets:
@@ -241,7 +247,9 @@ def curate(
     work_dir = out_dir / "work"
     pool_videos = [str(video) for video in list_pool(pool)]
     checked = {spec.name: readable_target_videos(spec) for spec in targets}
+    # The shard size is part of the settings: shard files of another size would be read as the wrong items.
     settings = {"pool": pool_videos, "embedder": embedder_id, "scenes": asdict(args.scenes),
+                "shard_size": args.shard_size,
                 "targets": {name: [str(video) for video, _ in readable] for name, (readable, _) in checked.items()}}
     _check_settings(work_dir, settings, rank)
 

@@ -77,7 +77,7 @@ def retrieval_table(
 ) -> list[dict]:
     """Rows of Table 11: the pool, each target's retrieved clusters and scenes, and the union that is kept."""
     scenes_per_cluster = np.bincount(pool_clusters, minlength=num_clusters)
-    rows = [{"target": "uncurated pool", "clusters": num_clusters, "scenes": int(len(pool_clusters)), "weight": None}]
+    rows = [{"target": "uncurated pool", "clusters": num_clusters, "scenes": len(pool_clusters), "weight": None}]
     kept = np.zeros(num_clusters, dtype=bool)
     for name, clusters in target_clusters.items():
         hit = np.zeros(num_clusters, dtype=bool)

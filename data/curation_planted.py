@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-
 from vjepa_vlm.data.synthetic_motion import MOTION_NAMES
 from vjepa_vlm.data.synthetic_scene import render, sample_scene
 from vjepa_vlm.data.video_io import write_video
@@ -110,7 +109,7 @@ def write_planted_pool(
         parts, scenes, cursor = [], [], 0
         for _ in range(scenes_per_video):
             kind = ON_TARGET if rng.random() < on_target_fraction else OFF_TARGET[int(rng.integers(len(OFF_TARGET)))]
-            length = int(round(rng.uniform(*seconds) * fps))
+            length = round(rng.uniform(*seconds) * fps)
             parts.append(planted_scene(kind, length, size, rng))
             scenes.append({"kind": kind, "start": cursor, "end": cursor + length})
             cursor += length
@@ -164,7 +163,7 @@ def retention_scores(truth: list[dict], pool_rows: list[dict], curated_rows: lis
     for row in pool_rows:
         truth_row = by_name[video_name(row["video"])]
         fps = truth_row["fps"]
-        kind = scene_kind(truth_row, int(round(row["start"] * fps)), int(round(row["end"] * fps)))
+        kind = scene_kind(truth_row, round(row["start"] * fps), round(row["end"] * fps))
         side = counts["on" if kind == ON_TARGET else "off"]
         side[0] += key(row) in kept
         side[1] += 1

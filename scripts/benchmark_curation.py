@@ -20,16 +20,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.data.curation import CurationArgs, TargetSpec, curate
 from vjepa_vlm.data.curation_cluster import kmeans
-from vjepa_vlm.data.curation_planted import cut_scores, retention_scores, write_planted_pool
+from vjepa_vlm.data.curation_planted import (
+    cut_scores,
+    retention_scores,
+    write_planted_pool,
+)
 from vjepa_vlm.data.curation_shards import collect_shards
 from vjepa_vlm.data.manifests import read_jsonl, write_jsonl
 from vjepa_vlm.data.scene_split import SceneArgs
 from vjepa_vlm.data.synthetic_world import WorldConfig, make_clip
 from vjepa_vlm.scripts.curate import vjepa2_embedder
+
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
 
 
 def write_targets(root: Path, count: int, seed: int) -> Path:

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from vjepa_vlm.data.curation import CurationArgs, EmbedFn, curate, parse_target
 from vjepa_vlm.data.normalization import frames_to_unit_float, normalize_frames
 from vjepa_vlm.data.scene_split import SceneArgs
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict | int | None:
         # A multi-process CPU run needs gloo (NCCL needs GPUs); a single process sets up no process group.
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
         on_gpu = torch.cuda.is_available() and not args.cpu
-        state = PartialState(cpu=args.cpu, **({"backend": "gloo"} if launched and not on_gpu else {}))
+        state = PartialState(cpu=not on_gpu, **({"backend": "gloo"} if launched and not on_gpu else {}))
         if args.encoder is not None:
             embed = vjepa2_embedder(args.encoder, args.resolution, args.batch_size, state.device)
             embedder_id = f"vjepa2:{args.encoder.resolve()}:{args.resolution}"

@@ -241,3 +241,37 @@ def test_effective_rank_separates_dimensional_collapse_from_spread_features():
     squeezed = torch.randn(4, 500, 1) * torch.randn(8) + 1e-3 * torch.randn(4, 500, 8)  # one direction, same scale
     assert 7 < effective_rank(spread) <= 8
     assert 1 <= effective_rank(squeezed) < 1.1 and squeezed.std(dim=(0, 1)).mean() > 0.3
+
+
+def test_scene_rows_are_drawn_by_weight_and_clips_stay_inside_their_segment(tmp_path):
+    # Frame t of the video has brightness 8 * t, so a clip's frames tell which segment they came from.
+    frames = np.repeat(np.repeat((np.arange(24) * 8).astype(np.uint8)[:, None, None, None], 16, 1), 16, 2)
+    write_video(tmp_path / "v.mp4", np.repeat(frames, 3, axis=3), fps=4)
+    segments = [(0.0, 2.0, 0.6), (2.0, 4.0, 0.3), (4.0, 6.0, 0.1)]  # seconds and weights
+    (tmp_path / "scenes.jsonl").write_text("".join(
+        json.dumps({"video": "v.mp4", "start": s, "end": e, "cluster": i, "weight": w}) + "\n"
+        for i, (s, e, w) in enumerate(segments)))
+    args = DataArgs(sources=[SourceArgs(str(tmp_path / "scenes.jsonl"))], num_frames=2, fps=4, crop_size=16,
+                    crop_scale=(1.0, 1.0), crop_aspect_ratio=(1.0, 1.0))
+    dataset = PretrainMixture(args, seed=0)
+    counts = np.zeros(3)
+    for position in range(300):
+        # Undo the ImageNet normalization of the green channel to read the frame index back.
+        green = dataset[position]["pixel_values"][:, 1].mean(dim=(1, 2)) * 0.224 + 0.456
+        segment = set(((green * 255 / 8).round().long() // 8).clamp(max=2).tolist())  # 8 frames per segment
+        assert len(segment) == 1, segment  # never crosses a cut
+        counts[segment.pop()] += 1
+    np.testing.assert_allclose(counts / counts.sum(), [w for *_, w in segments], atol=0.06)
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"video": "v.mp4", "weight": "heavy"}, "'weight' must be a finite number"),
+    ({"video": "v.mp4", "weight": -1}, "'weight' must be >= 0"),
+    ({"video": "v.mp4", "start": 3, "end": 1}, "0 <= start < end"),
+    ({"image": "i.png", "start": 0, "end": 1}, "on a 'video' row"),
+])
+def test_bad_scene_rows_name_the_line(tmp_path, row, message):
+    (tmp_path / "m.jsonl").write_text(json.dumps({"video": "v.mp4", "weight": 1}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=message) as error:
+        PretrainMixture(DataArgs(sources=[SourceArgs(str(tmp_path / "m.jsonl"))]))
+    assert "m.jsonl:2" in str(error.value)
