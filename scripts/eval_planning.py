@@ -266,7 +266,7 @@ def main(argv=None) -> dict:
                                   "distances": [], "act_seconds_per_step": 0.0}
                     else:
                         record = run_episode(env, setup, policies[method], args.frame_skip)
-                    record.update(variant=variant, settings=settings if method not in BASELINES else None)
+                    record.update(variant=variant, settings=settings if isinstance(policies[method], PlannerPolicy) else None)
                     with open(episodes_path, "a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     bar.set_postfix(method=method, task=task.name, success=record["success"], refresh=False)

@@ -183,6 +183,7 @@ def test_bc_policy_closes_the_loop_and_eval_planning_runs_it(play, tmp_path):
     eval_planning.main(["--bc", f"bc={policy_dir}", "--methods", "bc", "--tasks", "reach", "--episodes", "1",
                         "--out", str(out), "--no-progress"])
     (line,) = (out / "episodes.jsonl").read_text().splitlines()
-    assert json.loads(line)["method"] == "bc" and json.loads(line)["error"] is None
+    record = json.loads(line)
+    assert record["method"] == "bc" and record["error"] is None and record["settings"] is None
     with pytest.raises(ValueError, match=r"--bc label 'bc' is taken"):
         eval_planning.main(["--bc", f"bc={policy_dir}", "--bc", f"bc={policy_dir}", "--out", str(out)])
