@@ -47,6 +47,9 @@ class CEMConfig:
         gripper_dim: index of the gripper command in an action (None: no gripper); kept in `gripper_range`.
         gripper_range: (low, high) of the gripper command.
         seed: seed of the sampling noise; the same seed and inputs give the same plan.
+        action_map: optional 2x2 matrix ((a, b), (c, d)) applied to the planned motion (dx, dy) before the plan is
+            returned and projected onto the constraint again: a camera calibration mapping the model's inferred
+            action axes to the robot's (`scripts/calibrate_camera.py` fits one; paper appendix B.4). None: as planned.
     """
 
     samples: int = 800
@@ -61,9 +64,16 @@ class CEMConfig:
     gripper_dim: int | None = None
     gripper_range: tuple[float, float] = (-1.0, 1.0)
     seed: int = 0
+    action_map: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     def __post_init__(self):
         errors = []
+        if self.action_map is not None:
+            matrix = torch.as_tensor(self.action_map, dtype=torch.float64)
+            if matrix.shape != (2, 2) or not torch.isfinite(matrix).all():
+                errors.append(f"CEMConfig.action_map must be a finite 2x2 matrix, got {self.action_map!r}")
+            else:
+                self.action_map = tuple(tuple(float(v) for v in row) for row in matrix.tolist())
         for name in ("samples", "top_k", "iterations", "horizon"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -187,7 +197,20 @@ def cem_plan(
         best_energy.append(float(energy[order[0]]))
         mean = config.momentum_mean * mean + (1 - config.momentum_mean) * elites.mean(0)
         std = config.momentum_std * std + (1 - config.momentum_std) * elites.std(0, unbiased=False)
-    return PlanResult(constrain(mean, config), best_energy, calls)
+    return PlanResult(constrain(apply_action_map(constrain(mean, config), config.action_map), config), best_energy, calls)
+
+
+def apply_action_map(actions: torch.Tensor, action_map=None) -> torch.Tensor:
+    """`(..., action_dim)` actions with their first two coordinates (dx, dy) replaced by `action_map @ (dx, dy)`;
+    the other coordinates (dz, gripper) are kept. None returns the actions unchanged."""
+    if action_map is None:
+        return actions
+    if actions.shape[-1] < 2:
+        raise ValueError(f"an action map needs actions with >= 2 coordinates (dx, dy), got {tuple(actions.shape)}")
+    matrix = torch.as_tensor(action_map, dtype=actions.dtype, device=actions.device)
+    mapped = actions.clone()
+    mapped[..., :2] = actions[..., :2] @ matrix.T
+    return mapped
 
 
 @dataclass
@@ -260,6 +283,7 @@ __all__ = [
     "CEMConfig",
     "PlanResult",
     "SubgoalSchedule",
+    "apply_action_map",
     "cem_plan",
     "constrain",
     "l1_energy",
