@@ -68,7 +68,7 @@ def test_planner_action_map_turns_the_planned_motion_and_keeps_dz_and_gripper():
     world = LinearWorld()
     target = torch.tensor([0.3, -0.5, 0.2, 0.7])
     goal = world.features(world.start, target)
-    settings = dict(samples=200, top_k=10, iterations=8, max_norm=1.0, init_std=0.5, seed=1)
+    settings = {"samples": 200, "top_k": 10, "iterations": 8, "max_norm": 1.0, "init_std": 0.5, "seed": 1}
     plain = cem_plan(world.imagine_from(world.start), goal, 4, CEMConfig(**settings))
     mapped = cem_plan(world.imagine_from(world.start), goal, 4,
                       CEMConfig(**settings, action_map=((0.0, -1.0), (1.0, 0.0))))
