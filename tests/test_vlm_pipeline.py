@@ -102,3 +102,44 @@ def test_set_options_reach_their_stages_and_bad_ones_name_the_format():
     for bad in ("4:steps=1", "3:steps"):
         with pytest.raises(SystemExit, match="STAGE:key=value"):
             pipeline.stage_overrides([bad])
+
+
+@pytest.mark.parametrize("preset", sorted(pipeline.PRESET_PLANS))
+def test_every_preset_recipe_reads_the_pipeline_world(preset, tmp_path):
+    import json
+
+    for stage, recipe in pipeline.PRESET_PLANS[preset]["recipes"].items():
+        sources = json.loads(pipeline.world_sources(stage, tmp_path / "world", recipe))
+        assert sources and all(Path(s["path"]).parent == tmp_path / "world" / "train" for s in sources)
+
+
+def test_stages_with_zero_steps_are_skipped_and_each_stage_starts_from_the_last_output(monkeypatch, tmp_path):
+    commands = []
+
+    def fake_run(command):
+        commands.append(command)
+        run_dir = Path(next(arg for arg in command if arg.startswith("checkpoint.dir=")).partition("=")[2])
+        (run_dir / "output").mkdir(parents=True)
+        (run_dir / "output" / "stage.json").write_text("{}")
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    final = pipeline.train_stages(tmp_path / "vlm", None, [0, 5, 0, 7], 8, tmp_path / "world", 0,
+                                  "vjepa2-tiny-smollm2")
+    assert [c[1] for c in commands] == ["vjepa_vlm.train.stage1_5", "vjepa_vlm.train.stage3"]
+    assert commands[1][2].endswith("stage3_tiny_smollm2.yaml")
+    assert "model.init_from=embedded" in commands[0]
+    assert f"model.init_from={tmp_path / 'vlm' / 'stage1_5' / 'output'}" in commands[1]
+    assert "steps=7" in commands[1] and "embedded.preset=vjepa2-tiny-smollm2" in commands[1]
+    assert final == tmp_path / "vlm" / "stage3" / "output"
+
+
+def test_the_verdict_compares_by_letter_with_the_strongest_blind_baseline_and_another_clip():
+    rows = {"baseline: chance": {"all": 0.25}, "baseline: blind option scorer": {"all": 0.40},
+            "VLM, random encoder: option letter": {"all": 0.60},
+            "VLM, random encoder: option likelihood": {"all": 0.90},
+            "VLM, random encoder, another clip's video: option letter": {"all": 0.45}}
+    line = pipeline.verdict(rows, "random encoder")
+    assert "60.0%" in line and "+20.0 points" in line and "blind option scorer, 40.0%" in line
+    assert "+15.0 over the same VLM shown another clip's video" in line and "it reads the video" in line
+    rows["VLM, random encoder, another clip's video: option letter"] = {"all": 0.55}
+    assert "not reached" in pipeline.verdict(rows, "random encoder")
