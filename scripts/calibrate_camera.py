@@ -10,7 +10,8 @@ from inferred to true actions is fitted by least squares; its rotation (from U V
 and the mean error before (|inferred - true|) and after (|M inferred - true|) calibration are reported per camera.
 
 Written to `--out`: `calibration.json` (per azimuth: map, rotation, condition number, errors, and the control of
-a random grid point's error) and `rotation_vs_azimuth.png`. A fitted map plans with `CEMConfig(action_map=...)`
+a random grid point's error) and `rotation_vs_azimuth.png` (with the line a model
+whose action axes are fixed in the camera frame would follow). A fitted map plans with `CEMConfig(action_map=...)`
 (`vjepa_vlm.vision.planner`): the planned (dx, dy) is multiplied by it before it is executed.
 """
 
@@ -108,10 +109,14 @@ def main(argv: list[str] | None = None) -> dict:
               "magnitude": args.magnitude, "seed": args.seed, "cameras": rows}
     (out / "calibration.json").write_text(json.dumps(result, indent=2))
     if len(rows) > 1:
+        offsets = [row["azimuth_offset_deg"] for row in rows]
+        # Axes fixed in the camera frame turn with the camera by the offset (the sign depends on conventions).
+        anchor = min(rows, key=lambda row: abs(row["azimuth_offset_deg"]))
         plot = line_plot(
-            [row["azimuth_offset_deg"] for row in rows],
+            offsets,
             {"rotation of the fitted map (deg)": [row["rotation_deg"] for row in rows],
-             "camera offset (ideal slope -1 or 1)": [row["azimuth_offset_deg"] for row in rows]},
+             **{f"camera-fixed axes, slope {sign:+d}": [anchor["rotation_deg"] + sign * (o - anchor["azimuth_offset_deg"])
+                                                         for o in offsets] for sign in (1, -1)}},
             "camera azimuth offset (deg)", "deg", "inferred-action rotation vs camera position",
         )
         plot.save(out / "rotation_vs_azimuth.png")
