@@ -144,6 +144,31 @@ def plot_recall(summary: dict, times: list[float], path: Path) -> None:
     os.replace(handle.name, path)
 
 
+def percent(stats: dict) -> str:
+    text = f"{100 * stats['mean']:.1f}"
+    return text if stats["std"] is None else f"{text} ± {100 * stats['std']:.1f}"
+
+
+def recall_tables(summary: dict, times: list[float], reference_time: float) -> str:
+    """Markdown tables of test recall (%, mean ± std over seeds): Table 20's rows at `reference_time`, then
+    noun and action recall@5 at every anticipation time (Figure 18, left)."""
+    rows = summary["features"]
+    split = time_split(reference_time if reference_time in times else times[0])
+    columns = [f"{task}_recall@{k}" for task in ANTICIPATION_TASKS for k in (1, 5)]
+    lines = [f"| features ({split}) | " + " | ".join(c.replace("_", " ") for c in columns) + " | val action recall@5 |",
+             "| --- " * (len(columns) + 2) + "|"]
+    for name, result in rows.items():
+        cells = [percent(result["recall"][split][c]) for c in columns] + [percent(result["recall"]["val"]["action_recall@5"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| features: noun / action recall@5 | " + " | ".join(f"{t:g} s" for t in times) + " |",
+              "| --- " * (len(times) + 1) + "|"]
+    for name, result in rows.items():
+        cells = [" / ".join(percent(result["recall"][time_split(t)][f"{task}_recall@5"]) for task in ("noun", "action"))
+                 for t in times]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     cli = parse_args(argv)
     torch.set_num_threads(cli.threads)
@@ -210,6 +235,7 @@ def main(argv=None) -> dict:
     os.replace(handle.name, cli.output)
     if cli.plot is not None:
         plot_recall(summary, cli.eval_times, cli.plot)
+    print(recall_tables(summary, cli.eval_times, sampling.eval_time))
     return summary
 
 

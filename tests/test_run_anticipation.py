@@ -1,0 +1,62 @@
+"""vjepa-anticipation end to end on a tiny anticipation world: result JSON, recall tables, PNG."""
+
+import json
+import re
+
+import pytest
+import torch
+from PIL import Image
+
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from vjepa_vlm.data.synthetic_world import generate_world
+from vjepa_vlm.scripts import run_anticipation
+
+TINY = {
+    "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "patch_size": 16, "pred_hidden_size": 32,
+    "pred_num_attention_heads": 4, "pred_num_hidden_layers": 1,
+}
+TIMES = (0.5, 1.0)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("anticipation")
+    generate_world(root / "world", n_train=24, n_test=8, seed=0, frames=32, size=64, fps=8.0,
+                   motions=("bounce", "start", "stop", "push", "collide"), anticipation_s=0.5)
+    torch.manual_seed(0)
+    VJEPA2Model(VJEPA2Config(**TINY)).save_pretrained(root / "encoder")
+    argv = [
+        "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", "encoder", "both",
+        "--seeds", "0", "1", "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", *map(str, TIMES),
+        "--context-frames", "4", "--fps", "4", "--max-frames", "12", "--resolution", "32", "--num-blocks", "1",
+        "--num-heads", "4", "--epochs", "1", "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01",
+        "--output", str(root / "out.json"), "--plot", str(root / "recall.png"),
+    ]
+    return root, run_anticipation.main(argv)
+
+
+def test_result_json_has_every_row_time_and_seed(run):
+    root, summary = run
+    assert json.loads((root / "out.json").read_text()) == summary
+    assert summary["num_items"]["test@0.5s"] == summary["num_items"]["test@1s"] == 8
+    assert set(summary["features"]) == {"encoder", "both"}
+    for result in summary["features"].values():
+        assert [seed["seed"] for seed in result["seeds"]] == [0, 1]
+        for split in ("val", "test@0.5s", "test@1s"):
+            stats = result["recall"][split]["action_recall@5"]
+            assert 0 <= stats["mean"] <= 1 and stats["std"] is not None
+    assert Image.open(root / "recall.png").size[0] > 300
+
+
+def test_tables_print_the_json_numbers(run):
+    _, summary = run
+    text = run_anticipation.recall_tables(summary, list(TIMES), 1.0)
+    lines = text.splitlines()
+    both = next(line for line in lines if line.startswith("| both |"))
+    recall = summary["features"]["both"]["recall"]
+    expected = f"{100 * recall['test@1s']['verb_recall@1']['mean']:.1f} ± {100 * recall['test@1s']['verb_recall@1']['std']:.1f}"
+    assert both.split(" | ")[1] == expected
+    per_time = [line for line in lines if line.startswith("| encoder |")][1]
+    assert len(re.findall(r" / ", per_time)) == len(TIMES)
+    # A reference time that was not evaluated falls back to the first evaluated one.
+    assert "test@0.5s" in run_anticipation.recall_tables(summary, list(TIMES), 0.75).splitlines()[0]
