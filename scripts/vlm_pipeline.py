@@ -49,14 +49,14 @@ STAGES = ("1", "1_5", "2", "3")
 LETTERS = ("A", "B", "C", "D")
 # What the pipeline trains per VLM preset: each stage's recipe (in train/recipes), the default steps of stages
 # 1, 1.5, 2, 3 (0 skips a stage: the next one starts from the previous output) and the encoders trained around.
-# The SmolLM2 recipe and its steps are what reached the best held-out letter accuracy within the 15-minute
-# budget (research/journal_vlm.md, "Issue 18").
+# The SmolLM2 plan (stage 3 only, LoRA, 100 steps of 8) is sized to the 15-minute budget on 2 CPU cores
+# (research/journal_vlm.md, "Issue 18").
 PRESET_PLANS = {
     "vjepa2-tiny-qwen2": {"recipes": {stage: f"stage{stage}_tiny.yaml" for stage in STAGES},
                           "stage_steps": "20,20,20,600", "batch_size": 16, "variants": "pretrained,random"},
     "vjepa2-tiny-smollm2": {"recipes": {**{stage: f"stage{stage}_tiny.yaml" for stage in STAGES},
                                         "3": "stage3_tiny_smollm2.yaml"},
-                            "stage_steps": "0,0,0,120", "batch_size": 8, "variants": "pretrained"},
+                            "stage_steps": "0,0,0,100", "batch_size": 8, "variants": "pretrained"},
 }
 # The issue's goal for the main command's table, by option letter: points over the strongest blind baseline,
 # and over the same VLM shown another clip's video.
