@@ -237,6 +237,15 @@ def test_held_out_evaluation_compares_the_model_with_both_baselines(robot_datase
     np.testing.assert_allclose(results["rollout"]["model"][0], results["teacher_forcing"]["model"][0], rtol=1e-5)
     assert results["rollout"]["other_actions"][0] != results["rollout"]["model"][0]
     assert "| rollout | nothing_moves |" in format_table(results)
+    # Clip wins: the share of clips whose own L1 is below the baseline's, per horizon.
+    actions, states = torch.stack([c["actions"] for c in clips]), torch.stack([c["states"] for c in clips])
+    with torch.no_grad():
+        predicted = model(z[:, :-1], actions, states[:, :-1]).predicted_features
+    own = (predicted - z[:, 1:]).abs().mean(dim=(2, 3))
+    still = (z[:, :-1] - z[:, 1:]).abs().mean(dim=(2, 3))
+    assert results["clip_wins"]["teacher_forcing"]["nothing_moves"] == (own < still).float().mean(0).tolist()
+    assert all(0 <= v <= 1 for v in results["clip_wins"]["rollout"]["other_actions"])
+    assert "| teacher_forcing | clips where the model beats nothing_moves |" in format_table(results)
 
 
 def test_residual_prediction_starts_as_nothing_moves_and_keeps_the_reference_keys(robot_dataset, tmp_path):
