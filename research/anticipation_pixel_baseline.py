@@ -22,8 +22,15 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from vjepa_vlm.data.epic_kitchens import read_anticipation_manifest
-from vjepa_vlm.eval.anticipation import context_indices, load_context, mean_class_recall, segment_labels
-from vjepa_vlm.modeling_vjepa2_anticipation import ANTICIPATION_TASKS
+from vjepa_vlm.eval.anticipation import (
+    context_indices,
+    extract_anticipation_tokens,
+    load_context,
+    mean_class_recall,
+    segment_labels,
+)
+from vjepa_vlm.modeling_vjepa2_anticipation import ANTICIPATION_TASKS, VJEPA2ForActionAnticipation
+from vjepa_vlm.scripts.run_probe import load_encoder
 
 
 def pixel_features(segments, seconds: float, frames: int, fps: float, resolution: int) -> np.ndarray:
@@ -31,6 +38,19 @@ def pixel_features(segments, seconds: float, frames: int, fps: float, resolution
     small = torch.nn.functional.avg_pool2d(clips.flatten(0, 1), resolution // 16).unflatten(0, clips.shape[:2])
     motion = (small[:, 1:] - small[:, :-1]).abs().flatten(1)
     return torch.cat((motion, small[:, -1].flatten(1)), dim=1).numpy()
+
+
+def token_features(model, segments, seconds: float, resolution: int) -> np.ndarray:
+    """The same read-out of frozen encoder tokens: tubelet slices pooled to a 4 x 4 grid, the absolute differences
+    of consecutive slices and the last slice. Tells a probe that cannot find the motion from tokens without it."""
+    tokens, _ = extract_anticipation_tokens(model, segments, np.tile([seconds, 0.0], (len(segments), 1, 1)), resolution)
+    config = model.config
+    side = resolution // config.patch_size
+    grid = tokens[:, 0].unflatten(1, (config.context_frames // config.tubelet_size, side, side))  # (B, T', h, w, D)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(grid.permute(0, 1, 4, 2, 3).flatten(0, 1), 4)
+    pooled = pooled.unflatten(0, grid.shape[:2])
+    motion = (pooled[:, 1:] - pooled[:, :-1]).abs().flatten(1)
+    return torch.cat((motion, pooled[:, -1].flatten(1)), dim=1).numpy()
 
 
 def main(argv=None) -> dict:
@@ -42,16 +62,25 @@ def main(argv=None) -> dict:
     parser.add_argument("--fps", type=float, default=4.0)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the logistic regressions")
+    parser.add_argument("--encoder", type=Path, help="read frozen encoder tokens of this VJEPA2Model directory instead")
+    parser.add_argument("--random-init", action="store_true", help="the --encoder architecture, randomly initialized")
     parser.add_argument("--output", type=Path, required=True)
     cli = parser.parse_args(argv)
     torch.set_num_threads(1)
     train = read_anticipation_manifest(cli.world / "train" / "anticipation.jsonl", cli.world)[: cli.limit_train]
     test = read_anticipation_manifest(cli.world / "test" / "anticipation.jsonl", cli.world)
     train_labels, test_labels = segment_labels(train), segment_labels(test)
+    if cli.encoder is None:
+        features = lambda segments, seconds: pixel_features(  # noqa: E731
+            segments, seconds, cli.context_frames, cli.fps, cli.resolution)
+    else:
+        model = VJEPA2ForActionAnticipation.from_vjepa2(
+            load_encoder(cli.encoder, cli.random_init, 0), num_verbs=1, num_nouns=1, num_actions=1,
+            frames_per_second=cli.fps, context_frames=cli.context_frames, max_frames=cli.context_frames + 8)
+        features = lambda segments, seconds: token_features(model, segments, seconds, cli.resolution)  # noqa: E731
     results = {}
     for seconds in cli.times:
-        x_train = pixel_features(train, seconds, cli.context_frames, cli.fps, cli.resolution)
-        x_test = pixel_features(test, seconds, cli.context_frames, cli.fps, cli.resolution)
+        x_train, x_test = features(train, seconds), features(test, seconds)
         mean, std = x_train.mean(0), x_train.std(0) + 1e-6
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
         scores = {}
@@ -65,7 +94,9 @@ def main(argv=None) -> dict:
                 scores[f"{task}_recall@{k}"] = mean_class_recall(torch.from_numpy(logits), test_labels[:, i], k)
         results[f"{seconds:g}"] = scores
         print(f"t={seconds:g}s " + " ".join(f"{key} {100 * value:.1f}" for key, value in scores.items()), flush=True)
-    summary = {"world": str(cli.world), "num_train": len(train), "num_test": len(test), "C": cli.C, "recall": results}
+    read = "pixels" if cli.encoder is None else f"{'random' if cli.random_init else 'pretrained'} encoder tokens"
+    summary = {"world": str(cli.world), "features": read, "encoder": str(cli.encoder), "num_train": len(train),
+               "num_test": len(test), "C": cli.C, "recall": results}
     cli.output.parent.mkdir(parents=True, exist_ok=True)
     cli.output.write_text(json.dumps(summary, indent=2))
     return summary

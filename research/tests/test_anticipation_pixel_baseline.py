@@ -3,9 +3,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.data.epic_kitchens import read_anticipation_manifest
 from vjepa_vlm.data.synthetic_world import generate_world
+from vjepa_vlm.modeling_vjepa2_anticipation import VJEPA2ForActionAnticipation
 
 _spec = importlib.util.spec_from_file_location(
     "anticipation_pixel_baseline", Path(__file__).parents[1] / "anticipation_pixel_baseline.py"
@@ -35,3 +38,21 @@ def test_pixel_baseline_sees_motion_only_where_the_context_moves(tmp_path):
         assert set(scores) == {f"{t}_recall@{k}" for t in ("verb", "noun", "action") for k in (1, 5)}
         assert all(0 <= value <= 1 for value in scores.values())
         assert scores["verb_recall@5"] == 1.0  # three verbs: any top 5 holds them all
+
+
+def test_token_read_out_has_one_block_per_slice_difference_and_the_last_slice(tmp_path):
+    world = tmp_path / "world"
+    generate_world(world, n_train=12, n_test=4, seed=1, frames=32, size=64, fps=8.0,
+                   motions=("start", "stop"), anticipation_s=0.5)
+    config = VJEPA2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, patch_size=16,
+                          pred_hidden_size=16, pred_num_attention_heads=2, pred_num_hidden_layers=1)
+    torch.manual_seed(0)
+    VJEPA2Model(config).save_pretrained(tmp_path / "encoder")
+    summary = baseline.main(["--world", str(world), "--times", "0.5", "--context-frames", "4", "--encoder",
+                             str(tmp_path / "encoder"), "--output", str(tmp_path / "out.json")])
+    assert summary["features"] == "pretrained encoder tokens"
+    segments = read_anticipation_manifest(world / "test" / "anticipation.jsonl", world)
+    model = VJEPA2ForActionAnticipation.from_vjepa2(VJEPA2Model(config), num_verbs=1, num_nouns=1, num_actions=1,
+                                                    frames_per_second=4.0, context_frames=4, max_frames=12)
+    features = baseline.token_features(model, segments, 0.5, 64)
+    assert features.shape == (len(segments), (1 + 1) * 16 * 32)  # 2 slices: one difference and the last slice
