@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +72,12 @@ def main(argv=None) -> dict:
     test = read_anticipation_manifest(cli.world / "test" / "anticipation.jsonl", cli.world)
     train_labels, test_labels = segment_labels(train), segment_labels(test)
     if cli.encoder is None:
-        features = lambda segments, seconds: pixel_features(  # noqa: E731
-            segments, seconds, cli.context_frames, cli.fps, cli.resolution)
+        features = partial(pixel_features, frames=cli.context_frames, fps=cli.fps, resolution=cli.resolution)
     else:
         model = VJEPA2ForActionAnticipation.from_vjepa2(
             load_encoder(cli.encoder, cli.random_init, 0), num_verbs=1, num_nouns=1, num_actions=1,
             frames_per_second=cli.fps, context_frames=cli.context_frames, max_frames=cli.context_frames + 8)
-        features = lambda segments, seconds: token_features(model, segments, seconds, cli.resolution)  # noqa: E731
+        features = partial(token_features, model, resolution=cli.resolution)
     results = {}
     for seconds in cli.times:
         x_train, x_test = features(train, seconds), features(test, seconds)
