@@ -3,6 +3,8 @@
     python scripts/vlm_pipeline.py                       # the README's main command (8.5 minutes on 2 CPU cores)
     python scripts/vlm_pipeline.py --encoder ENC --stage_steps 20,20,20,4000 --seed 0 --out runs/vlm_long_seed0
                                                          # the published result (README, "Small-scale result")
+    python scripts/vlm_pipeline.py --preset vjepa2-tiny-smollm2
+                                                         # around SmolLM2-135M-Instruct: stage 3 LoRA only (PRESET_PLANS)
 
 The world (`--world`, generated when absent) has 2000 training clips and `--world_test` test clips: 64 by
 default, the default world's (same seed, so the same held-out questions); a clip depends only on the seed and
