@@ -10,8 +10,9 @@ The gripper ablation rolls out the same clip with the gripper command forced ope
 
 Written to `--out`: `strips_<episode>_<start>.png` for the first `--strips` clips (rows: ground truth, decoded
 features, decoded rollout, rollout gripper open, rollout gripper closed; column k is frame k, the rollout rows start
-at frame 1) and `decoded_rollouts.json`: pixel MSE in [0, 1] pixel units per horizon of the decoded features and the
-decoded rollout against the true frames, with two controls (the true first frame and the decoded first frame held
+at frame 1) and `decoded_rollouts.json`: pixel MSE in [0, 1] pixel units per horizon of the decoded features, the
+decoded rollout and the rollout driven by another clip's actions and state changes against the true frames, with
+two more controls (the true first frame and the decoded first frame held
 still, i.e. "nothing moves" seen with and without the decoder's blur), and the mean pixel difference between the
 open- and closed-gripper rollouts.
 """
@@ -66,13 +67,15 @@ def pixel_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_clip(model, decoder, clip: dict, horizon: int, gripper_dim: int, command: float) -> dict:
+def decode_clip(model, decoder, clip: dict, other: dict, horizon: int, gripper_dim: int, command: float) -> dict:
+    """Decoded frames of one clip; `other` is another clip whose actions and state changes (added to this clip's
+    first state) drive the control rollout."""
     pixels, actions, states = clip["pixel_values"], clip["actions"], clip["states"]
     features = model.encode_frames(pixels.unsqueeze(0))
     context = features[:, :1]
 
-    def imagine(chosen: torch.Tensor) -> torch.Tensor:
-        rollout = model.rollout(context, chosen[None, :horizon], states[None, :horizon], steps=horizon)[0]
+    def imagine(chosen: torch.Tensor, chosen_states: torch.Tensor = states) -> torch.Tensor:
+        rollout = model.rollout(context, chosen[None, :horizon], chosen_states[None, :horizon], steps=horizon)[0]
         return decoder(rollout).pixel_values
 
     forced = {}
@@ -80,7 +83,9 @@ def decode_clip(model, decoder, clip: dict, horizon: int, gripper_dim: int, comm
         changed = actions.clone()
         changed[:, gripper_dim] = sign * command
         forced[name] = imagine(changed)
-    return {"truth": pixels, "decoded": decoder(features[0]).pixel_values, "rollout": imagine(actions), **forced}
+    other_states = states[0] + other["states"] - other["states"][0]
+    return {"truth": pixels, "decoded": decoder(features[0]).pixel_values, "rollout": imagine(actions),
+            "other_actions": imagine(other["actions"], other_states), **forced}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -103,25 +108,30 @@ def main(argv: list[str] | None = None) -> dict:
         first_episode=args.first_episode, num_episodes=args.episodes, num_frames=args.horizon + 1, fps=args.fps,
         crop_size=predictor.crop_size,
     ))
-    metrics = {key: [] for key in ("decoded_features", "decoded_rollout", "true_first_frame", "decoded_first_frame")}
+    metrics = {key: [] for key in ("decoded_features", "decoded_rollout", "rollout_other_actions", "true_first_frame",
+                                   "decoded_first_frame")}
     gripper_gap, drawn = [], 0
-    for episode in data.episodes:
-        for start in range(0, data.reader.length(episode) - data.span + 1, data.span):
-            result = decode_clip(model, decoder, data.clip(episode, start), args.horizon, args.gripper_dim,
-                                 args.gripper_command)
-            truth, later = result["truth"], result["truth"][1:]
-            metrics["decoded_features"].append(pixel_mse(result["decoded"][1:], later))
-            metrics["decoded_rollout"].append(pixel_mse(result["rollout"], later))
-            metrics["true_first_frame"].append(pixel_mse(truth[:1].expand_as(later), later))
-            metrics["decoded_first_frame"].append(pixel_mse(result["decoded"][:1].expand_as(later), later))
-            gripper_gap.append((to_unit_pixels(result["open"]) - to_unit_pixels(result["closed"])).abs().mean())
-            if drawn < args.strips:
-                rows = [to_uint8(truth), to_uint8(result["decoded"])]
-                # Rollout rows are shifted one column right: the first frame is given, not imagined.
-                rows += [np.concatenate([np.full_like(rows[0][:1], 255), to_uint8(result[key])])
-                         for key in ("rollout", "open", "closed")]
-                frame_strip(rows, ROWS).save(out / f"strips_{episode}_{start}.png")
-                drawn += 1
+    starts = [(episode, start) for episode in data.episodes
+              for start in range(0, data.reader.length(episode) - data.span + 1, data.span)]
+    for index, (episode, start) in enumerate(starts):
+        # The control's actions come from the next clip in the list (another part of the play, or another episode).
+        other = starts[(index + 1) % len(starts)]
+        result = decode_clip(model, decoder, data.clip(episode, start), data.clip(*other), args.horizon,
+                             args.gripper_dim, args.gripper_command)
+        truth, later = result["truth"], result["truth"][1:]
+        metrics["decoded_features"].append(pixel_mse(result["decoded"][1:], later))
+        metrics["decoded_rollout"].append(pixel_mse(result["rollout"], later))
+        metrics["rollout_other_actions"].append(pixel_mse(result["other_actions"], later))
+        metrics["true_first_frame"].append(pixel_mse(truth[:1].expand_as(later), later))
+        metrics["decoded_first_frame"].append(pixel_mse(result["decoded"][:1].expand_as(later), later))
+        gripper_gap.append((to_unit_pixels(result["open"]) - to_unit_pixels(result["closed"])).abs().mean())
+        if drawn < args.strips:
+            rows = [to_uint8(truth), to_uint8(result["decoded"])]
+            # Rollout rows are shifted one column right: the first frame is given, not imagined.
+            rows += [np.concatenate([np.full_like(rows[0][:1], 255), to_uint8(result[key])])
+                     for key in ("rollout", "open", "closed")]
+            frame_strip(rows, ROWS).save(out / f"strips_{episode}_{start}.png")
+            drawn += 1
     if not gripper_gap:
         raise ValueError(f"{args.data}: no held-out clip of {data.span} recorded frames from episode position {args.first_episode}")
     summary = {

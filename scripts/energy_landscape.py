@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
             "true_xy": [round(float(v), 4) for v in true_xy],
             "argmin_xy": [round(float(v), 4) for v in best],
             "distance": float((best - true_xy).norm()),
+            "abs_error_xy": [round(float(v), 4) for v in (best - true_xy).abs()],
+            "random_guess_abs_error_xy": [round(float(v), 4) for v in (planar - true_xy).abs().mean(0)],
             "random_guess_distance": random_guess_distance(planar, true_xy),
             "zero_action_distance": float(true_xy.norm()),
             "energy_min": float(energy.min()),
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         **{f"mean_{key}": float(np.mean([row[key] for row in rows]))
            for key in ("distance", "random_guess_distance", "zero_action_distance")},
+        # Per axis: a model may have learned one direction of motion and not the other.
+        **{f"mean_{key}": [float(v) for v in np.mean([row[key] for row in rows], axis=0)]
+           for key in ("abs_error_xy", "random_guess_abs_error_xy")},
         # How much the energy moves with the action at all, relative to its level: near 0, the model ignores actions.
         "mean_relative_energy_range": float(np.mean([(r["energy_max"] - r["energy_min"]) / r["energy_min"] for r in rows])),
         "rows": rows,

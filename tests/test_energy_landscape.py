@@ -104,9 +104,12 @@ def test_script_writes_landscapes_distances_and_controls(tmp_path):
     saved = json.loads((tmp_path / "out" / "energy_landscape.json").read_text())
     assert saved["mean_distance"] == pytest.approx(summary["mean_distance"])
     assert len(saved["rows"]) == 2 and saved["grid_spacing"] == pytest.approx(1.0)
+    assert len(saved["mean_abs_error_xy"]) == len(saved["mean_random_guess_abs_error_xy"]) == 2
     for row in saved["rows"]:
         assert max(abs(v) for v in row["true_xy"]) <= 1.5 and max(abs(v) for v in row["argmin_xy"]) <= 2.0
         assert row["distance"] == pytest.approx(math.dist(row["true_xy"], row["argmin_xy"]), abs=1e-3)
+        assert row["abs_error_xy"] == pytest.approx([abs(a - b) for a, b in zip(row["true_xy"], row["argmin_xy"])],
+                                                    abs=1e-3)
         assert row["random_guess_distance"] > 0 and row["energy_max"] > row["energy_min"]
     with Image.open(tmp_path / "out" / "energy_landscape.png") as image:
         assert image.width > 1.8 * image.height  # two panels side by side

@@ -136,10 +136,13 @@ def test_decoded_rollouts_report_mse_per_horizon_controls_and_strips(world_model
                                     "--strips", "1", "--out", str(tmp_path / "out")])
     # One held-out episode of 12 frames at stride 2: clips of 5 recorded frames start at 0 and 5.
     assert summary["clips"] == 2
-    for key in ("decoded_features", "decoded_rollout", "true_first_frame", "decoded_first_frame"):
+    for key in ("decoded_features", "decoded_rollout", "rollout_other_actions", "true_first_frame",
+                "decoded_first_frame"):
         values = summary["pixel_mse_per_horizon"][key]
         assert len(values) == 2 and all(0 <= v <= 1 for v in values)
-    assert summary["pixel_mse_per_horizon"]["true_first_frame"][1] > 0  # the square moved
+    mse = summary["pixel_mse_per_horizon"]
+    assert mse["true_first_frame"][1] > 0  # the square moved
+    assert mse["rollout_other_actions"] != mse["decoded_rollout"]  # the other clip's actions change the rollout
     assert summary["gripper_open_vs_closed_mean_abs_pixel_difference"] > 0  # a random predictor reads the gripper
     with Image.open(next((tmp_path / "out").glob("strips_*.png"))) as strip:
         assert strip.height == 5 * (2 * 64 + 2)
