@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from vjepa_vlm.data.robot_sim import make_fetch_env
 from vjepa_vlm.eval.inspection_plots import heatmap_panel, hstack
+from vjepa_vlm.eval.planning import FRAME_SKIP
 from vjepa_vlm.eval.world_model_inspection import (
     action_grid,
     encode_rendered,
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model = VJEPA2WorldModel.from_pretrained(args.model).eval()
     size = model.config.predictor_config.crop_size
-    env = make_fetch_env(size=size, max_steps=10 * (args.pairs + 1) * 5)
+    env = make_fetch_env(size=size, max_steps=(args.pairs + 2) * FRAME_SKIP)
     env.reset(seed=args.seed)
     trajectory = random_planar_trajectory(env, args.pairs, np.random.default_rng(args.seed), args.magnitude)
     env.close()
