@@ -153,6 +153,8 @@ def other_clip_videos(rows: list[dict]) -> list[str]:
     Scoring the questions with these videos measures how much of the accuracy comes from the video itself:
     a model that ignores its video scores the same with the wrong one.
     """
+    if len({row["video"] for row in rows}) < 2:
+        raise ValueError("another clip's video needs questions about at least two clips")
     videos = []
     for index, row in enumerate(rows):
         shift = len(rows) // 2

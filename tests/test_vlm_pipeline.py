@@ -82,6 +82,8 @@ def test_the_control_video_is_always_another_clip():
     others = pipeline.other_clip_videos(rows)
     assert all(other != row["video"] for row, other in zip(rows, others))
     assert len(set(others)) == 5  # every clip is used as a control, not one clip for all
+    with pytest.raises(ValueError, match="at least two clips"):
+        pipeline.other_clip_videos(rows[:4])
 
 
 @pytest.mark.parametrize("stage", pipeline.STAGES)
