@@ -16,7 +16,7 @@ encoded alone and layer-normed (`VJEPA2WorldModel.encode_frames`).
   the "nothing moves" L1 |z_{t+1} - z_t| carried by the 10% / 25% of tokens that change most in that pair.
 
 With `--model` (a trained `VJEPA2WorldModel`; its own encoder then replaces `--encoder`), on the clips of the
-held-out episodes [--test-start, end) that `scripts/eval_world_model.py` scores, teacher forcing one to four steps:
+held-out episodes [--test-start, end) that `scripts/eval_world_model.py` scores, teacher forcing over `--horizon` steps:
 
 - where the model wins or loses against "nothing moves": L1 on the `--top-fraction` of tokens that truly change
   most in each step (per clip and step) and on the others. A mean L1 over all tokens is dominated by the static
