@@ -113,6 +113,7 @@ class AnticipationTask:
         head_config = copy.deepcopy(self.config)
         head_config.num_pooler_layers = args.num_blocks - 1
         head_config.pooler_num_attention_heads = args.num_heads
+        head_config.probe_position_embedding = args.position_embedding
         return VJEPA2AnticipationHead(head_config)
 
     def check_labels(self, name: str, labels: torch.Tensor) -> None:

@@ -295,6 +295,7 @@ def train_probe_sweep(
     num_labels,
     args: ProbeArgs,
     select_on: str,
+    grid_size: tuple[int, int, int] | None = None,
 ) -> dict:
     """Train every head of the sweep, evaluate them on every split, and pick one head on `select_on`.
 
@@ -308,6 +309,8 @@ def train_probe_sweep(
         select_on: the split of `eval_sets` whose `task.select_metric` (accuracy) picks the head (ties go to the
             first head of the grid).
             Picking on the split one reports overstates it: the max over heads of noisy accuracies.
+        grid_size: `(t, h, w)` token grid of the features, for a position embedding; default `probe_grid`'s (the
+            clips of `load_clips`).
 
     Returns:
         {"heads": [{"lr", "weight_decay", "<split>_<metric>" for every split and metric of the task (accuracy)}],
@@ -335,7 +338,7 @@ def train_probe_sweep(
     warmup = args.warmup_epochs * steps_per_epoch
     scheduler = OptimizerScheduler(optimizer, lambda s: warmup_cosine(s, 0.0, 1.0, 0.0, warmup, total), lambda s: 1.0)
     generator = torch.Generator().manual_seed(args.seed)
-    grid = probe_grid(config, args)
+    grid = grid_size or probe_grid(config, args)
     for _ in range(args.epochs):
         probe.train()
         for batch in torch.randperm(len(samples), generator=generator).split(args.batch_size):

@@ -40,6 +40,7 @@ from vjepa_vlm.eval.probe import ProbeArgs, stratified_split, train_probe_sweep
 from vjepa_vlm.modeling_vjepa2_anticipation import (
     ANTICIPATION_TASKS,
     VJEPA2ForActionAnticipation,
+    anticipation_grid,
     select_anticipation_features,
 )
 from vjepa_vlm.scripts.run_probe import load_encoder, mean_and_std
@@ -75,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weight-decays", type=float, nargs="+", default=list(ProbeArgs.weight_decays))
     parser.add_argument("--num-heads", type=int, default=16)
     parser.add_argument("--num-blocks", type=int, default=4, help="probe depth; 1 = a single cross-attention block")
+    parser.add_argument("--position-embedding", choices=("none", "sincos"), default="none",
+                        help="sincos: add a fixed 3D sin/cos embedding of each token's (slice, row, column) to the "
+                             "probe's input (the reference probe sees no positions)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, required=True, help="result JSON")
     parser.add_argument("--plot", type=Path, help="PNG of test recall@5 against anticipation time")
@@ -175,10 +179,11 @@ def main(argv=None) -> dict:
     train, test, (verbs, nouns, actions) = load_data(cli)
     train, test = train[: cli.limit_train], test[: cli.limit_test]
     backbone = load_encoder(cli.encoder, cli.random_init, cli.init_seed)
+    position_embedding = None if cli.position_embedding == "none" else cli.position_embedding
     model = VJEPA2ForActionAnticipation.from_vjepa2(
         backbone, num_verbs=verbs, num_nouns=nouns, num_actions=actions, frames_per_second=cli.fps,
         context_frames=cli.context_frames, max_frames=cli.max_frames, pooler_num_attention_heads=cli.num_heads,
-        num_pooler_layers=cli.num_blocks - 1,
+        num_pooler_layers=cli.num_blocks - 1, probe_position_embedding=position_embedding,
     )
     task = AnticipationTask(model.config)
     sampling = AnticipationSampling(train_draws=cli.train_draws)
@@ -199,7 +204,9 @@ def main(argv=None) -> dict:
     summary = {"encoder": str(cli.encoder), "encoder_kind": "random" if cli.random_init else "pretrained",
                "num_items": {name: len(segments) for name, (segments, _) in contexts.items()},
                "classes": {"verbs": verbs, "nouns": nouns, "actions": actions},
-               "train_draws": cli.train_draws, "context_frames": cli.context_frames, "fps": cli.fps, "features": {}}
+               "train_draws": cli.train_draws, "context_frames": cli.context_frames, "fps": cli.fps,
+               "position_embedding": cli.position_embedding, "features": {}}
+    side = cli.resolution // model.config.patch_size
     for features in cli.features:
         data = {name: select_anticipation_features(*tokens[name], features) for name in contexts}
         runs = []
@@ -207,10 +214,11 @@ def main(argv=None) -> dict:
             args = ProbeArgs(
                 num_frames=cli.context_frames, resolution=cli.resolution, learning_rates=tuple(cli.learning_rates),
                 weight_decays=tuple(cli.weight_decays), epochs=cli.epochs, batch_size=cli.batch_size,
-                num_heads=cli.num_heads, num_blocks=cli.num_blocks, seed=seed,
+                num_heads=cli.num_heads, num_blocks=cli.num_blocks, position_embedding=position_embedding, seed=seed,
             )
             eval_sets = {name: (data[name], labels[name]) for name in contexts if name != "train"}
-            result = train_probe_sweep(model.config, data["train"], labels["train"], eval_sets, task, args, "val")
+            result = train_probe_sweep(model.config, data["train"], labels["train"], eval_sets, task, args, "val",
+                                       anticipation_grid(data["train"].shape[-2], side, side))
             best = result["best"]
             print(f"{features} seed {seed}: head lr={best['lr']} wd={best['weight_decay']}: " + " ".join(
                 f"{t} {best[f'{time_split(t)}_action_recall@5']:.3f}" for t in cli.eval_times), flush=True)

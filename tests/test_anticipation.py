@@ -10,6 +10,7 @@ from vjepa_vlm.eval.anticipation import AnticipationTask, context_indices, mean_
 from vjepa_vlm.eval.probe import ProbeArgs, train_probe_sweep
 from vjepa_vlm.modeling_vjepa2_anticipation import (
     VJEPA2ForActionAnticipation,
+    anticipation_grid,
     anticipation_masks,
     anticipation_steps,
     sigmoid_focal_loss,
@@ -131,3 +132,45 @@ def test_sweep_learns_anticipation_labels_from_cached_tokens():
         train_probe_sweep(model.config, features[:2], torch.tensor([[0, 0, 6], [0, 0, 0]]),
                           {"val": (features[40:], labels[40:])}, task, args, select_on="val")
     assert np.isfinite(result["heads"][0]["val_noun_recall@5"])
+
+
+def when_tokens(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bags of tokens that differ only in when they sit: a marker added to slice 0 (verb 0) or slice 1 (verb 1) of a
+    2 x 2 x 2 grid ("moving, then still" vs "still, then moving"); a position-blind probe sees the same bag."""
+    generator = torch.Generator().manual_seed(seed)
+    marker = torch.randn(64, generator=torch.Generator().manual_seed(99))
+    verbs = torch.arange(count) % 2
+    tokens = 0.1 * torch.randn(count, 8, 64, generator=generator)
+    tokens.view(count, 2, 4, 64)[torch.arange(count), verbs] += marker
+    return tokens[:, None], torch.stack((verbs, verbs, verbs), dim=1)
+
+
+@pytest.mark.parametrize("position_embedding, learns", [(None, False), ("sincos", True)])
+def test_sweep_reads_where_tokens_are_only_with_a_position_embedding(position_embedding, learns):
+    # The anticipation head once dropped ProbeArgs.position_embedding, so every anticipation probe was position-blind
+    # and could not tell "moving, then still" from "still, then moving" in RoPE tokens that do not carry positions.
+    model = tiny_model()
+    train, train_labels = when_tokens(64, 0)
+    test, test_labels = when_tokens(64, 1)
+    args = ProbeArgs(learning_rates=(3e-3,), weight_decays=(0.01,), epochs=10, batch_size=16, num_heads=4,
+                     num_blocks=1, position_embedding=position_embedding)
+    result = train_probe_sweep(model.config, train, train_labels, {"test": (test, test_labels)},
+                               AnticipationTask(model.config), args, select_on="test", grid_size=(2, 2, 2))
+    verb = result["best"]["test_verb_recall@1"]
+    assert verb == 1.0 if learns else verb < 0.75
+
+
+def test_model_with_a_position_embedding_places_predicted_tokens_after_the_context(tmp_path):
+    model = tiny_model(anticipation_features="both", probe_position_embedding="sincos").eval()
+    seen = {}
+    model.head.pooler.register_forward_hook(lambda m, i, o: seen.update(grid=i[1]))
+    clips = torch.randn(2, 4, 3, 32, 32)
+    logits = model(clips, 1.0).action_logits
+    assert seen["grid"] == (3, 2, 2)  # 2 context slices of 2 x 2 tokens, then the predicted slice
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert loaded.head.pooler.position_embedding == "sincos"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clips, 1.0).action_logits, logits)
+    with pytest.raises(ValueError, match="not whole slices of a 2 x 2 token grid"):
+        anticipation_grid(6, 2, 2)

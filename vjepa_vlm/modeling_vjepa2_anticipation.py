@@ -74,6 +74,17 @@ def anticipation_masks(
     return context, target, context_slices + int(steps.max()) + output_slices
 
 
+def anticipation_grid(num_tokens: int, height: int, width: int) -> tuple[int, int, int]:
+    """`(slices, height, width)` grid of the tokens the probe reads, for its position embedding.
+
+    The probe's input is whole tubelet slices: the context's, then (for "both") the predicted slice stacked after
+    them, as if it came right after the context whatever the anticipation time (the probe is told nothing else).
+    """
+    if num_tokens % (height * width):
+        raise ValueError(f"{num_tokens} probe tokens are not whole slices of a {height} x {width} token grid")
+    return num_tokens // (height * width), height, width
+
+
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
     """Sum over samples and classes of RetinaNet's focal loss on one-vs-all sigmoids (Lin et al., 2017).
 
@@ -233,7 +244,9 @@ class VJEPA2ForActionAnticipation(VJEPA2PreTrainedModel):
             if labels.shape[0] != pixel_values_videos.shape[0]:
                 raise ValueError(f"labels has {labels.shape[0]} rows for {pixel_values_videos.shape[0]} clips")
         encoded, predicted = self.anticipation_tokens(pixel_values_videos, anticipation_time)
-        logits = self.head(select_anticipation_features(encoded, predicted, self.config.anticipation_features))
+        tokens = select_anticipation_features(encoded, predicted, self.config.anticipation_features)
+        height, width = (side // self.config.patch_size for side in pixel_values_videos.shape[-2:])
+        logits = self.head(tokens, anticipation_grid(tokens.shape[1], height, width))
         verb, noun, action = self.head.split_logits(logits)
         loss = None
         if labels is not None:
@@ -258,6 +271,7 @@ __all__ = [
     "ActionAnticipationOutput",
     "VJEPA2AnticipationHead",
     "VJEPA2ForActionAnticipation",
+    "anticipation_grid",
     "anticipation_masks",
     "anticipation_steps",
     "check_anticipation_labels",
