@@ -9,6 +9,7 @@ from PIL import Image
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.data.synthetic_world import generate_world
+from vjepa_vlm.modeling_vjepa2_anticipation import VJEPA2ForActionAnticipation
 from vjepa_vlm.scripts import run_anticipation
 
 TINY = {
@@ -60,3 +61,21 @@ def test_tables_print_the_json_numbers(run):
     assert len(re.findall(r" / ", per_time)) == len(TIMES)
     # A reference time that was not evaluated falls back to the first evaluated one.
     assert "test@0.5s" in run_anticipation.recall_tables(summary, list(TIMES), 0.75).splitlines()[0]
+
+
+def test_position_embedding_reaches_the_probe_and_the_saved_model(run, tmp_path):
+    root, _ = run
+    argv = [
+        "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", "both", "--seeds", "0",
+        "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", "1.0", "--context-frames", "4", "--fps", "4",
+        "--max-frames", "12", "--resolution", "32", "--num-blocks", "1", "--num-heads", "4", "--epochs", "1",
+        "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01", "--position-embedding", "sincos",
+        "--output", str(tmp_path / "out.json"), "--save-model", str(tmp_path / "model"),
+    ]
+    summary = run_anticipation.main(argv)
+    assert summary["position_embedding"] == "sincos"
+    model = VJEPA2ForActionAnticipation.from_pretrained(tmp_path / "model").eval()
+    assert model.head.pooler.position_embedding == "sincos" and model.config.anticipation_features == "both"
+    with torch.no_grad():
+        out = model(torch.randn(1, 4, 3, 32, 32), 1.0)
+    assert torch.isfinite(out.action_logits).all()
