@@ -8,6 +8,7 @@ once; `save_config` writes the resolved config next to a checkpoint.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import tempfile
@@ -152,6 +153,25 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         values = _merge(values, loaded)
     values = _merge(values, parse_overrides(list(overrides)))
     return _build(cls, values)
+
+
+def parse_recipe_cli(argv: list[str] | None, description: str, default: str) -> tuple[str | None, list[str]]:
+    """`ENTRY [recipe.yaml] [key=value ...]`: the recipe path (None: the entry point's default) and the overrides.
+
+    Args:
+        argv: the command-line arguments (None: `sys.argv[1:]`).
+        description: the entry point's help text (its module docstring).
+        default: what the recipe defaults to, for the help text.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", nargs="?", default=None, help=f"recipe YAML (default: {default})")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. steps=50 optim.lr=1e-3")
+    args = parser.parse_args(argv)
+    recipe, overrides = args.recipe, list(args.overrides)
+    # `ENTRY steps=5` has no recipe: argparse puts the first override in `recipe`.
+    if recipe is not None and "=" in recipe and not Path(recipe).is_file():
+        recipe, overrides = None, [recipe, *overrides]
+    return recipe, overrides
 
 
 def config_class_for(path: str | os.PathLike, base: type, by_section: dict[str, type]) -> type:

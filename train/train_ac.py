@@ -11,24 +11,17 @@ The loss, the cache and the run directory are described in `vjepa_vlm.train.ac_t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from vjepa_vlm.train.ac_trainer import load_recipe, train
+from vjepa_vlm.train.config import parse_recipe_cli
 
 TINY_RECIPE = Path(__file__).resolve().parent / "recipes" / "ac_tiny.yaml"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", nargs="?", default=None, help=f"recipe YAML (default: {TINY_RECIPE.name})")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. steps=50 data.batch_size=4")
-    args = parser.parse_args(argv)
-    recipe, overrides = args.recipe, list(args.overrides)
-    # `train_ac.py steps=5` has no recipe: the first override lands in `recipe`.
-    if recipe is not None and "=" in recipe and not Path(recipe).is_file():
-        recipe, overrides = None, [recipe, *overrides]
+    recipe, overrides = parse_recipe_cli(argv, __doc__, TINY_RECIPE.name)
     train(load_recipe(recipe or TINY_RECIPE, overrides))
 
 

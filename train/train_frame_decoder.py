@@ -13,7 +13,6 @@ checkpoint's `model/` loads with `VJEPA2FrameDecoder.from_pretrained` (or `AutoM
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from vjepa_vlm.data.ac_dataset import center_crop_box
 from vjepa_vlm.data.lerobot_format import LeRobotEpisodes
 from vjepa_vlm.data.pretrain_dataset import crop_and_normalize
 from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint
-from vjepa_vlm.train.config import load_config, validate_config
+from vjepa_vlm.train.config import load_config, parse_recipe_cli, validate_config
 from vjepa_vlm.train.distributed import (
     DistributedArgs,
     build_accelerator,
@@ -171,15 +170,8 @@ def train(config: FrameDecoderTrainConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", nargs="?", default=None, help="recipe YAML (default: the built-in defaults)")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. world_model=DIR steps=50")
-    args = parser.parse_args(argv)
-    recipe, overrides = args.recipe, list(args.overrides)
-    if recipe is not None and "=" in recipe and not Path(recipe).is_file():
-        recipe, overrides = None, [recipe, *overrides]
+    recipe, overrides = parse_recipe_cli(argv, __doc__, "the built-in defaults")
     return train(load_config(FrameDecoderTrainConfig, recipe, overrides))
-
 
 if __name__ == "__main__":
     main()
