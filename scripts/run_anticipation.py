@@ -43,7 +43,7 @@ from vjepa_vlm.modeling_vjepa2_anticipation import (
     anticipation_grid,
     select_anticipation_features,
 )
-from vjepa_vlm.scripts.run_probe import load_encoder, mean_and_std
+from vjepa_vlm.scripts.run_probe import add_probe_sweep_arguments, load_encoder, mean_and_std
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,16 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--context-frames", type=int, default=32)
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the context clips")
     parser.add_argument("--max-frames", type=int, default=64, help="frame budget of the predictor")
-    parser.add_argument("--resolution", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=list(ProbeArgs.learning_rates))
-    parser.add_argument("--weight-decays", type=float, nargs="+", default=list(ProbeArgs.weight_decays))
-    parser.add_argument("--num-heads", type=int, default=16)
-    parser.add_argument("--num-blocks", type=int, default=4, help="probe depth; 1 = a single cross-attention block")
-    parser.add_argument("--position-embedding", choices=("none", "sincos"), default="none",
-                        help="sincos: add a fixed 3D sin/cos embedding of each token's (slice, row, column) to the "
-                             "probe's input (the reference probe sees no positions)")
+    add_probe_sweep_arguments(parser)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, required=True, help="result JSON")
     parser.add_argument("--plot", type=Path, help="PNG of test recall@5 against anticipation time")

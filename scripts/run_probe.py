@@ -66,6 +66,20 @@ def save_best_model(model: VJEPA2Model, head, args: ProbeArgs, num_labels: int, 
     os.replace(staging, out_dir)
 
 
+def add_probe_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The frozen-encoder probe sweep's options, shared by every command that trains probes on cached features."""
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--learning-rates", type=float, nargs="+", default=list(ProbeArgs.learning_rates))
+    parser.add_argument("--weight-decays", type=float, nargs="+", default=list(ProbeArgs.weight_decays))
+    parser.add_argument("--num-heads", type=int, default=16)
+    parser.add_argument("--num-blocks", type=int, default=4, help="probe depth; 1 = a single cross-attention block")
+    parser.add_argument("--position-embedding", choices=("none", "sincos"), default="none",
+                        help="'sincos': add a fixed 3D (t, h, w) sin/cos embedding to the probe's input tokens "
+                             "(the reference probe sees no positions)")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", type=Path, required=True, help="VJEPA2Model directory (e.g. a checkpoint's target/)")
@@ -89,16 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--frame-step", type=int, default=4)
     parser.add_argument("--segments", type=int, default=2)
     parser.add_argument("--views", type=int, default=3)
-    parser.add_argument("--resolution", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=list(ProbeArgs.learning_rates))
-    parser.add_argument("--weight-decays", type=float, nargs="+", default=list(ProbeArgs.weight_decays))
-    parser.add_argument("--num-heads", type=int, default=16)
-    parser.add_argument("--num-blocks", type=int, default=4, help="probe depth; 1 = a single cross-attention block")
+    add_probe_sweep_arguments(parser)
     parser.add_argument("--output-layers", type=int, nargs="+", help="encoder blocks the probe attends to (Table 16)")
-    parser.add_argument("--position-embedding", choices=("none", "sincos"), default="none",
-                        help="'sincos': add a fixed 3D (t, h, w) embedding to the probe's input tokens")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (more threads thrash on a shared machine)")
     parser.add_argument("--output", type=Path, required=True, help="result JSON")
     parser.add_argument("--save-model", type=Path, help="write encoder + best head (first task, first seed) here")
