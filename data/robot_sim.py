@@ -11,6 +11,7 @@ default (`MUJOCO_GL=egl`, which Mesa provides on a CPU-only machine).
 
 from __future__ import annotations
 
+import gc
 import os
 
 import numpy as np
@@ -98,10 +99,22 @@ class FetchCamera:
         return self.env.step(np.asarray(action, dtype=np.float32))
 
     def render(self) -> np.ndarray:
+        # Envs in one process share the thread's GL state: gymnasium makes a viewer's context current only when it
+        # creates it, and closing or collecting another env frees its context, which releases whatever context the
+        # thread had current (MuJoCo's EGL `free` calls eglReleaseThread): this env would then render black. So
+        # its own context is made current before every render, with no garbage collection in between.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
+            viewer = self.sim.mujoco_renderer.viewer
+            if viewer is not None:
+                viewer.make_context_current()
             return np.ascontiguousarray(self.env.render())
         except Exception as error:  # the GL backend fails in many ways (ImportError, RuntimeError, GLError)
             raise _rendering_error(error) from error
+        finally:
+            if collecting:
+                gc.enable()
 
     def state(self) -> np.ndarray:
         """End-effector state: gripper site xyz (m) and finger opening (sum of the two finger joints, m)."""

@@ -52,8 +52,8 @@ _ENVS: dict = {}
 
 
 def simulator(size: int, variant: str):
-    """One simulator per (size, variant) for the whole process, never closed: closing a MuJoCo EGL context
-    terminates the display it shares with the others, and contexts made afterwards render black (measured). At
+    """One simulator per (size, variant) for the whole process, built once and reused by every episode (each holds
+    its own GL context; `FetchCamera.render` makes it current, so envs closed elsewhere cannot blank it). At
     interpreter exit MuJoCo's EGL finalizers print ignored TypeErrors; they are harmless."""
     if (size, variant) not in _ENVS:
         _ENVS[size, variant] = make_fetch_env(size, max_steps=10**7, variant=variant)

@@ -56,6 +56,20 @@ def test_simulator_renders_the_camera_with_the_goal_hidden_and_reads_the_end_eff
         env.close()
 
 
+def test_an_env_still_renders_its_scene_after_another_env_in_the_process_is_closed():
+    # Closing an env frees its GL context, which releases the thread's current one (the one the other env uses).
+    env, other = make_fetch_env(size=32, max_steps=5), make_fetch_env(size=32, max_steps=5)
+    try:
+        env.reset(seed=3)
+        first = env.render().copy()
+        other.reset(seed=4)
+        other.render()
+        other.close()
+        assert first.std() > 10 and np.array_equal(env.render(), first)
+    finally:
+        env.close()
+
+
 def test_no_offscreen_rendering_is_a_clear_error():
     # Loads robot_sim by path so the child skips the package's model imports; a bogus backend stands in for a
     # machine whose GL library is missing (both fail where MuJoCo loads its backend).
