@@ -3,6 +3,7 @@ AutoModel, training on the shared loop with exact resume, and decoded rollouts w
 tiny world model and a LeRobot dataset written here (a bright square moved by the first two action dims)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from vjepa2_oracle import randomize_
 from vjepa_vlm.data.lerobot_format import LeRobotWriter, vector_feature, video_feature
 from vjepa_vlm.scripts import decode_rollouts
 from vjepa_vlm.train.checkpoint import latest_checkpoint
+from vjepa_vlm.train.train_frame_decoder import DecoderDataArgs, encode_dataset
 from vjepa_vlm.train.train_frame_decoder import main as train_main
 
 from vjepa_vlm import (
@@ -43,7 +45,8 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("play")
     features = {CAMERA: video_feature(64, 64, fps=10), "observation.state": vector_feature(["x", "y", "z", "g"]),
                 "action": vector_feature(["dx", "dy", "dz", "g"])}
-    writer = LeRobotWriter(root, fps=10, features=features, robot_type="toy")
+    # One episode per file, so one episode's video can be broken alone.
+    writer = LeRobotWriter(root, fps=10, features=features, robot_type="toy", episodes_per_file=1)
     rng = np.random.default_rng(0)
     for _ in range(3):
         actions = rng.uniform(-1, 1, size=(12, 4)).astype(np.float32)
@@ -126,6 +129,19 @@ def test_training_lowers_the_pixel_loss_and_an_interrupted_run_resumes_exactly(w
         torch.testing.assert_close(a, b, msg=name)
     with pytest.raises(ValueError, match="world_model is empty"):
         train_main([f"data.root={dataset}"])
+
+
+def test_unreadable_episodes_are_skipped_and_counted_and_none_readable_is_an_error(world_model, dataset, tmp_path):
+    root = tmp_path / "play"
+    shutil.copytree(dataset, root)
+    features, pixels, unreadable = encode_dataset(world_model[0], DecoderDataArgs(root=str(root), num_episodes=3))
+    videos = sorted((root / "videos" / CAMERA).rglob("*.mp4"))
+    assert len(videos) == 3 and len(features) == len(pixels) == 3 * 6 and unreadable == {}
+    videos[1].write_bytes(b"not a video")
+    features, pixels, unreadable = encode_dataset(world_model[0], DecoderDataArgs(root=str(root), num_episodes=3))
+    assert len(features) == len(pixels) == 2 * 6 and list(unreadable) == [1] and videos[1].name in unreadable[1]
+    with pytest.raises(ValueError, match=r"none of the 1 episodes could be read \(episode 1: .*" + videos[1].name):
+        encode_dataset(world_model[0], DecoderDataArgs(root=str(root), first_episode=1, num_episodes=1))
 
 
 def test_decoded_rollouts_report_mse_per_horizon_controls_and_strips(world_model, dataset, tmp_path):

@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from accelerate.utils import set_seed
 from vjepa_vlm.data.ac_dataset import center_crop_box
-from vjepa_vlm.data.lerobot_format import LeRobotEpisodes
+from vjepa_vlm.data.lerobot_format import LeRobotEpisodes, LeRobotFormatError
 from vjepa_vlm.data.pretrain_dataset import crop_and_normalize
+from vjepa_vlm.data.video_io import VideoDecodeError
 from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint
 from vjepa_vlm.train.config import load_config, parse_recipe_cli, validate_config
 from vjepa_vlm.train.distributed import (
@@ -116,21 +117,32 @@ class FrameDecoderTrainConfig:
 
 
 @torch.no_grad()
-def encode_dataset(model: VJEPA2WorldModel, args: DecoderDataArgs, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(F, N, D)` features and `(F, 3, crop, crop)` normalized pixels of the chosen frames of the chosen episodes."""
+def encode_dataset(
+    model: VJEPA2WorldModel, args: DecoderDataArgs, chunk: int = 64
+) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
+    """`(F, N, D)` features and `(F, 3, crop, crop)` normalized pixels of the chosen frames of the chosen episodes,
+    and `{episode: reason}` of the unreadable ones, which are skipped (all of them unreadable is an error)."""
     reader = LeRobotEpisodes(args.root, camera_key=args.camera_key)
     stop = None if args.num_episodes is None else args.first_episode + args.num_episodes
     episodes = reader.episode_indices[args.first_episode : stop]
     if not episodes:
         raise ValueError(f"{reader.root}: data.first_episode={args.first_episode} leaves no episode (it has {len(reader)})")
     size = model.config.predictor_config.crop_size
-    features, pixels = [], []
+    features, pixels, unreadable = [], [], {}
     for episode in episodes:
-        frames = reader.episode(episode).frames[:: args.frame_stride]
+        try:
+            frames = reader.episode(episode).frames[:: args.frame_stride]
+        except (VideoDecodeError, LeRobotFormatError) as error:
+            unreadable[episode] = str(error)
+            continue
         clip = crop_and_normalize(frames, center_crop_box(*frames.shape[1:3]), size)
         pixels.append(clip)
         features.append(torch.cat([model.encode_frames(part.unsqueeze(0))[0] for part in clip.split(chunk)]))
-    return torch.cat(features), torch.cat(pixels)
+    if not features:
+        first = next(iter(unreadable.items()))
+        raise ValueError(f"{reader.root}: none of the {len(episodes)} episodes could be read (episode {first[0]}: "
+                         f"{first[1]})")
+    return torch.cat(features), torch.cat(pixels), unreadable
 
 
 def train(config: FrameDecoderTrainConfig) -> Path:
@@ -138,8 +150,9 @@ def train(config: FrameDecoderTrainConfig) -> Path:
     validate_config(config)
     accelerator = build_accelerator(config.distributed, config.optim.grad_clip)
     world_model = VJEPA2WorldModel.from_pretrained(config.world_model).eval()
-    features, pixels = encode_dataset(world_model, config.data)
-    accelerator.print(f"encoded {len(features)} frames ({tuple(features.shape[1:])} features each)")
+    features, pixels, unreadable = encode_dataset(world_model, config.data)
+    accelerator.print(f"encoded {len(features)} frames ({tuple(features.shape[1:])} features each); "
+                      f"skipped {len(unreadable)} unreadable episodes {sorted(unreadable)}")
     set_seed(config.seed)
     decoder = VJEPA2FrameDecoder.from_world_model(world_model, **config.decoder)
     del world_model
