@@ -164,6 +164,13 @@ def recall_tables(summary: dict, times: list[float], reference_time: float) -> s
     return "\n".join(lines)
 
 
+def write_json(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(handle.name, path)
+
+
 def main(argv=None) -> dict:
     cli = parse_args(argv)
     torch.set_num_threads(cli.threads)
@@ -228,10 +235,9 @@ def main(argv=None) -> dict:
             stats = summary["features"][features]["recall"][split]
             print(f"{features} {split}: " + " ".join(
                 f"{task_name} R@5 {stats[f'{task_name}_recall@5']['mean']:.3f}" for task_name in ANTICIPATION_TASKS))
-    cli.output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=cli.output.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(summary, handle, indent=2)
-    os.replace(handle.name, cli.output)
+        # Written after every row, so a run stopped part-way keeps the rows it finished.
+        summary["complete"] = features == cli.features[-1]
+        write_json(summary, cli.output)
     if cli.plot is not None:
         plot_recall(summary, cli.eval_times, cli.plot)
     print(recall_tables(summary, cli.eval_times, sampling.eval_time))
