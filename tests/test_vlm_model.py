@@ -49,6 +49,38 @@ def test_forward_loss_and_every_parameter_gets_a_gradient(preset):
     assert not missing, f"parameters without gradient: {missing}"
 
 
+@pytest.mark.parametrize("preset", ["vjepa2-tiny-qwen2", "vjepa2-tiny-llama"])
+def test_supervised_logits_only_gives_the_full_paths_loss_and_gradients(preset):
+    model = tiny_model(preset).train()
+    batch = multimodal_batch(model.config)
+    # Few supervised tokens, as in a multiple-choice answer, in both rows; one of them is the row's last token
+    # (predicting nothing: the shift must drop it).
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[0, -3:] = batch["input_ids"][0, -3:]
+    labels[1, -2] = batch["input_ids"][1, -2]
+
+    def loss_and_grads(**kwargs):
+        model.zero_grad()
+        loss = model(**batch, labels=labels, **kwargs).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    full_loss, full_grads = loss_and_grads()
+    loss, grads = loss_and_grads(supervised_logits_only=True)
+    assert torch.allclose(loss, full_loss, rtol=1e-6, atol=1e-6)
+    assert grads.keys() == full_grads.keys() and len(grads) == sum(p.requires_grad for p in model.parameters())
+    for name, grad in grads.items():
+        assert torch.allclose(grad, full_grads[name], rtol=1e-4, atol=1e-7), name
+    # The shared loss function's token-count normalization (`num_items_in_batch`) goes through as well.
+    count = torch.tensor(7)
+    assert torch.allclose(model(**batch, labels=labels, supervised_logits_only=True, num_items_in_batch=count).loss,
+                          model(**batch, labels=labels, num_items_in_batch=count).loss, rtol=1e-6, atol=1e-6)
+    out = model(**batch, labels=labels, supervised_logits_only=True)
+    assert out.logits is None
+    with pytest.raises(ValueError, match="needs labels"):
+        model(**batch, supervised_logits_only=True)
+
+
 def test_several_encoder_layers_feed_the_projector():
     model = tiny_model("vjepa2-tiny-llama", vision_feature_layer=[1, -1]).train()
     assert model.model.multi_modal_projector.queries.shape[-1] == 2 * model.config.vision_config.hidden_size

@@ -350,7 +350,8 @@ class VLMTrainer:
         tokens = int((batch["labels"] != -100).sum())
         samples = len(batch["labels"])
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        return StepOutput(model(**batch).loss, counts={"samples": samples, "tokens": tokens},
+        # Only the loss is read: the LM head runs at supervised positions only (same loss and gradients).
+        return StepOutput(model(**batch, supervised_logits_only=True).loss, counts={"samples": samples, "tokens": tokens},
                           totals={"skipped_samples": len(skipped)})
 
     def _write_output(self, accelerator, model) -> Path:

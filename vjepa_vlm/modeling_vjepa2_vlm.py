@@ -333,9 +333,17 @@ class VJEPA2VLMForConditionalGeneration(VJEPA2VLMPreTrainedModel, GenerationMixi
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        supervised_logits_only: bool = False,
         **kwargs,
     ) -> VJEPA2VLMCausalLMOutput:
-        """[`VJEPA2VLMModel.forward`] plus logits and, with `labels` (-100 = ignored, unshifted), the LM loss."""
+        """[`VJEPA2VLMModel.forward`] plus logits and, with `labels` (-100 = ignored, unshifted), the LM loss.
+
+        Args:
+            supervised_logits_only: with `labels`, run the LM head only where a label is supervised and return no
+                logits (`logits=None`). The loss and its gradients are those of the full path; what is saved is
+                the head at every other position (with SmolLM2's 49k-row head, about a fifth of a position's
+                arithmetic, for the few supervised tokens a multiple-choice sample has). Training uses it.
+        """
         outputs = self.model(
             input_ids=input_ids,
             pixel_values_images=pixel_values_images,
@@ -347,10 +355,21 @@ class VJEPA2VLMForConditionalGeneration(VJEPA2VLMPreTrainedModel, GenerationMixi
             use_cache=use_cache,
             **kwargs,
         )
-        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
+        vocab_size = self.config.text_config.vocab_size
+        loss = logits = None
+        if supervised_logits_only:
+            if labels is None:
+                raise ValueError("supervised_logits_only=True needs labels: it computes logits only where they supervise")
+            # The shift of the causal LM loss (position i predicts label i + 1), then only the supervised rows.
+            shift_labels = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+            supervised = shift_labels != -100
+            hidden = outputs.last_hidden_state[supervised.to(outputs.last_hidden_state.device)]
+            loss = self.loss_function(logits=self.lm_head(hidden), labels=None, shift_labels=shift_labels[supervised],
+                                      vocab_size=vocab_size, **kwargs)
+        else:
+            logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab_size, **kwargs)
         return VJEPA2VLMCausalLMOutput(
             loss=loss,
             logits=logits,
