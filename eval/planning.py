@@ -28,9 +28,12 @@ error and counts as a failure.
 
 from __future__ import annotations
 
+import json
+import math
 import time
 import traceback
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -352,6 +355,55 @@ def check_world_model(model, size: int, where: str) -> None:
         raise ValueError(f"{where}: the world model does not fit the Fetch evaluation: {'; '.join(problems)}")
 
 
+def load_action_map(path, azimuth_offset_deg: float | None = None) -> dict:
+    """One camera's 2x2 calibration map from a `calibration.json` written by `scripts/calibrate_camera.py`.
+
+    Args:
+        path: the calibration file.
+        azimuth_offset_deg: which of its cameras (`azimuth_offset_deg` of a row); None is allowed only when the
+            file holds exactly one camera.
+
+    Returns:
+        {"map": ((a, b), (c, d)), "file", "variant", "azimuth_offset_deg", "condition_number"}: the map goes into
+        `CEMConfig(action_map=...)`; the rest says which camera it was fitted at.
+
+    Raises:
+        FileNotFoundError, ValueError: naming the file and what is missing or malformed.
+    """
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(f"action map {path}: not a file (write one with scripts/calibrate_camera.py)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"action map {path}: not a JSON file ({error})") from None
+    cameras = saved.get("cameras") if isinstance(saved, dict) else None
+    if not isinstance(cameras, list) or not cameras or not all(isinstance(c, dict) for c in cameras):
+        raise ValueError(f"action map {path}: expected calibrate_camera.py's calibration.json with a non-empty "
+                         f"'cameras' list of objects")
+    offsets = [camera.get("azimuth_offset_deg") for camera in cameras]
+    if azimuth_offset_deg is None:
+        if len(cameras) > 1:
+            raise ValueError(f"action map {path}: it has {len(cameras)} cameras (azimuth offsets {offsets}); say "
+                             f"which with an azimuth offset")
+        camera = cameras[0]
+    else:
+        matches = [c for c in cameras if isinstance(c.get("azimuth_offset_deg"), (int, float))
+                   and math.isclose(c["azimuth_offset_deg"], azimuth_offset_deg, abs_tol=1e-6)]
+        if not matches:
+            raise ValueError(f"action map {path}: no camera at azimuth offset {azimuth_offset_deg:g}; it has {offsets}")
+        camera = matches[0]
+    matrix = camera.get("map")
+    valid = (isinstance(matrix, list) and len(matrix) == 2
+             and all(isinstance(row, list) and len(row) == 2 for row in matrix)
+             and all(isinstance(v, (int, float)) and math.isfinite(v) for row in matrix for v in row))
+    if not valid:
+        raise ValueError(f"action map {path}: the camera at azimuth offset {camera.get('azimuth_offset_deg')} has "
+                         f"'map' {matrix!r}; expected a finite 2x2 matrix [[a, b], [c, d]]")
+    return {"map": tuple(tuple(float(v) for v in row) for row in matrix), "file": str(path),
+            "variant": saved.get("variant", "default"), "azimuth_offset_deg": camera.get("azimuth_offset_deg"),
+            "condition_number": camera.get("condition_number")}
+
+
 def frames_to_model(frames: np.ndarray, crop_size: int) -> torch.Tensor:
     """uint8 `(T, H, W, 3)` frames -> `(1, T, 3, crop, crop)` normalized as the world model was trained (center
     crop, ImageNet statistics); frames must already be `crop_size` pixels."""
@@ -478,6 +530,7 @@ __all__ = [
     "check_world_model",
     "execute",
     "frames_to_model",
+    "load_action_map",
     "make_setup",
     "run_episode",
     "subgoal_index",

@@ -12,7 +12,9 @@ and the mean error before (|inferred - true|) and after (|M inferred - true|) ca
 Written to `--out`: `calibration.json` (per azimuth: map, rotation, condition number, errors, and the control of
 a random grid point's error) and `rotation_vs_azimuth.png` (with the line a model
 whose action axes are fixed in the camera frame would follow). A fitted map plans with `CEMConfig(action_map=...)`
-(`vjepa_vlm.vision.planner`): the planned (dx, dy) is multiplied by it before it is executed.
+(`vjepa_vlm.vision.planner`): the planned (dx, dy) is multiplied by it before it is executed;
+`scripts/eval_planning.py --action-map calibration.json --action-map-azimuth DEG` does that in the simulator. The map
+for the planning evaluation's shifted camera: `--variant camera_shift --azimuths 0`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vjepa_vlm.data.robot_sim import DEFAULT_CAMERA, make_fetch_env
+from vjepa_vlm.data.robot_sim import DEFAULT_CAMERA, VARIANTS, make_fetch_env
 from vjepa_vlm.eval.inspection_plots import line_plot
 from vjepa_vlm.eval.planning import FRAME_SKIP
 from vjepa_vlm.eval.world_model_inspection import (
@@ -49,6 +51,8 @@ def parse_args(argv):
     parser.add_argument("--grid", type=int, default=21, help="grid points per axis of the action search")
     parser.add_argument("--extent", type=float, default=2.0, help="grid half-width in action units (1 = 5 cm)")
     parser.add_argument("--magnitude", type=float, default=1.5, help="true actions: each of dx, dy uniform in +-this")
+    parser.add_argument("--variant", default="default", choices=VARIANTS,
+                        help="scene variant; camera_shift's turn is added before the --azimuths offsets")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
@@ -65,7 +69,7 @@ def parse_args(argv):
 def calibrate_at(model, azimuth: float, args, planar: torch.Tensor) -> dict:
     camera = {**DEFAULT_CAMERA, "azimuth": DEFAULT_CAMERA["azimuth"] + azimuth}
     env = make_fetch_env(size=model.config.predictor_config.crop_size, max_steps=(args.steps + 2) * FRAME_SKIP,
-                         camera=camera)
+                         camera=camera, variant=args.variant)
     env.reset(seed=args.seed)
     trajectory = random_planar_trajectory(env, args.steps, np.random.default_rng(args.seed), args.magnitude)
     env.close()
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"azimuth {azimuth:+g}: rotation {row['rotation_deg']:+.1f} deg, condition {row['condition_number']:.2f}, "
               f"error {row['error_before']:.3f} -> {row['error_after']:.3f} (mean action {row['error_mean_action']:.3f})",
               flush=True)
-    result = {"model": args.model, "steps": args.steps, "grid": args.grid, "extent": args.extent,
+    result = {"model": args.model, "variant": args.variant, "steps": args.steps, "grid": args.grid, "extent": args.extent,
               "magnitude": args.magnitude, "seed": args.seed, "cameras": rows}
     (out / "calibration.json").write_text(json.dumps(result, indent=2))
     if len(rows) > 1:

@@ -11,6 +11,11 @@ folder) and one goal-conditioned behaviour-cloning policy per `--bc LABEL=PATH` 
 `train/train_bc.py`; it reads the features of the world model named in its config.json, or of `--bc-world-model`). Tasks, goal images and success criteria:
 `vjepa_vlm.eval.planning`. Variants: `vjepa_vlm.data.robot_sim.VARIANTS` (zero-shot scenes).
 
+`--action-map FILE` calibrates every planner: its planned (dx, dy) is multiplied by the 2x2 map that
+`scripts/calibrate_camera.py` fitted for one camera (`--action-map-azimuth`), e.g. the `camera_shift` variant's
+(`calibrate_camera.py --variant camera_shift --azimuths 0`). Give the calibrated planner its own label: records
+of one label are not told apart by settings when resuming.
+
 Writes into `--out`: `episodes.jsonl` (appended: rerunning the command skips the episodes already there, so an
 interrupted run resumes), `summary.json`, `table.md` and `distance_<task>_<variant>.png`.
 """
@@ -38,6 +43,7 @@ from vjepa_vlm.eval.planning import (
     RandomPolicy,
     check_tasks,
     check_world_model,
+    load_action_map,
     make_setup,
     run_episode,
 )
@@ -85,6 +91,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--constraint", default=FETCH_CEM.constraint, choices=("box", "l1"))
     parser.add_argument("--max-norm", type=float, default=FETCH_CEM.max_norm,
                         help="box half-width or L1 radius of dx, dy, dz in action units (1 unit = 5 cm)")
+    parser.add_argument("--action-map", default=None, metavar="FILE",
+                        help="calibration.json of scripts/calibrate_camera.py: every --model planner's (dx, dy) is "
+                             "multiplied by its 2x2 map before execution (camera calibration, appendix B.4)")
+    parser.add_argument("--action-map-azimuth", type=float, default=None, metavar="DEG",
+                        help="which camera of --action-map (its azimuth offset); needed when the file has several")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
@@ -222,6 +233,21 @@ def write_distance_curves(records: list[dict], task: str, variant: str, path: Pa
     return True
 
 
+def planner_config(args) -> tuple[CEMConfig, dict | None]:
+    """The planners' CEM settings from the command line, and the `--action-map` calibration (None without one)."""
+    if args.action_map_azimuth is not None and args.action_map is None:
+        raise ValueError("--action-map-azimuth needs --action-map")
+    calibration = None if args.action_map is None else load_action_map(args.action_map, args.action_map_azimuth)
+    cem = CEMConfig(
+        samples=args.samples, top_k=args.top_k, iterations=args.iterations, horizon=args.horizon,
+        momentum_mean=args.momentum, momentum_std=args.momentum, init_std=args.init_std, constraint=args.constraint,
+        max_norm=args.max_norm, gripper_dim=FETCH_CEM.gripper_dim,
+        gripper_range=(-float(args.frame_skip), float(args.frame_skip)), seed=args.seed,
+        action_map=None if calibration is None else calibration["map"],
+    )
+    return cem, calibration
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     tasks = check_tasks(args.tasks.split(","))
@@ -230,12 +256,7 @@ def main(argv=None) -> dict:
         raise ValueError(f"--variants must be some of {VARIANTS}, got {variants}")
     if args.episodes < 1 or args.frame_skip < 1:
         raise ValueError(f"--episodes and --frame-skip must be >= 1, got {args.episodes} and {args.frame_skip}")
-    cem = CEMConfig(
-        samples=args.samples, top_k=args.top_k, iterations=args.iterations, horizon=args.horizon,
-        momentum_mean=args.momentum, momentum_std=args.momentum, init_std=args.init_std, constraint=args.constraint,
-        max_norm=args.max_norm, gripper_dim=FETCH_CEM.gripper_dim,
-        gripper_range=(-float(args.frame_skip), float(args.frame_skip)), seed=args.seed,
-    )
+    cem, calibration = planner_config(args)
     policies = build_policies(args, cem)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,6 +264,8 @@ def main(argv=None) -> dict:
     done = {(r["method"], r["variant"], r["task"], r["episode"]) for r in read_records(episodes_path)}
     settings = {"samples": cem.samples, "top_k": cem.top_k, "iterations": cem.iterations, "horizon": cem.horizon,
                 "max_norm": cem.max_norm, "constraint": cem.constraint, "frame_skip": args.frame_skip, "seed": args.seed}
+    if calibration is not None:
+        settings["action_map"] = calibration
     indices = range(args.first_episode, args.first_episode + args.episodes)
     total = len(variants) * len(tasks) * len(indices) * len(policies)
     bar = tqdm(total=total, desc="episodes", unit="episode", file=sys.stderr, disable=args.no_progress)

@@ -10,6 +10,7 @@ import torch
 from test_energy_landscape import PlanarWorld
 from test_planner import LinearWorld
 from vjepa2_oracle import randomize_
+from vjepa_vlm.eval.planning import load_action_map
 from vjepa_vlm.eval.world_model_inspection import (
     action_grid,
     fit_action_map,
@@ -99,3 +100,18 @@ def test_script_sweeps_cameras_and_writes_maps_errors_and_plot(tmp_path):
     assert (tmp_path / "out" / "rotation_vs_azimuth.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         calibrate_camera.main(["--model", "x", "--out", str(tmp_path), "--azimuths", "a,b"])
+
+
+def test_script_calibrates_the_shifted_camera_variant_for_the_planning_evaluation(tmp_path):
+    model = randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=1).eval()
+    model.save_pretrained(tmp_path / "model")
+    common = ["--model", str(tmp_path / "model"), "--azimuths", "0", "--steps", "3", "--grid", "5"]
+    shifted = calibrate_camera.main(common + ["--variant", "camera_shift", "--out", str(tmp_path / "shift")])
+    default = calibrate_camera.main(common + ["--out", str(tmp_path / "default")])
+    assert shifted["variant"] == "camera_shift" and default["variant"] == "default"
+    # Same trajectory (same seed), another view: the random model infers other actions from other pixels.
+    assert shifted["cameras"][0]["map"] != default["cameras"][0]["map"]
+    loaded = load_action_map(tmp_path / "shift" / "calibration.json")
+    assert loaded["variant"] == "camera_shift" and loaded["map"] == tuple(map(tuple, shifted["cameras"][0]["map"]))
+    with pytest.raises(SystemExit):
+        calibrate_camera.main(common + ["--variant", "fisheye", "--out", str(tmp_path / "x")])

@@ -2,20 +2,24 @@
 failing episodes, input checks, and `scripts/eval_planning.py` end to end with a tiny world model (resumable)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from vjepa2_oracle import randomize_
 from vjepa_vlm.data.robot_sim import VARIANTS
 from vjepa_vlm.eval.planning import (
+    FETCH_CEM,
     LIFT_M,
     TASKS,
     OraclePolicy,
+    PlannerPolicy,
     Policy,
     RandomPolicy,
     check_tasks,
     check_world_model,
     frames_to_model,
+    load_action_map,
     make_setup,
     run_episode,
 )
@@ -109,3 +113,65 @@ def test_eval_planning_end_to_end_writes_records_table_curves_and_resumes(tmp_pa
     assert "| oracle | 100% (2/2)" in (out / "table.md").read_text()
     eval_planning.main(argv)  # everything is already there: nothing runs again
     assert len((out / "episodes.jsonl").read_text().splitlines()) == 6
+
+
+def _calibration_file(path, cameras):
+    path.write_text(json.dumps({"variant": "camera_shift", "cameras": cameras}))
+    return path
+
+
+def test_action_map_file_is_read_per_camera_and_bad_files_are_refused(tmp_path):
+    turn = [[0.0, -1.0], [1.0, 0.0]]
+    good = _calibration_file(tmp_path / "calibration.json", [
+        {"azimuth_offset_deg": 0.0, "map": [[1.0, 0.0], [0.0, 1.0]], "condition_number": 1.0},
+        {"azimuth_offset_deg": 15.0, "map": turn, "condition_number": 1.0},
+    ])
+    loaded = load_action_map(good, 15)
+    assert loaded["map"] == ((0.0, -1.0), (1.0, 0.0)) and loaded["variant"] == "camera_shift"
+    assert loaded["azimuth_offset_deg"] == 15.0
+    with pytest.raises(ValueError, match=r"has 2 cameras \(azimuth offsets \[0.0, 15.0\]\)"):
+        load_action_map(good)
+    with pytest.raises(ValueError, match=r"no camera at azimuth offset 30; it has \[0.0, 15.0\]"):
+        load_action_map(good, 30)
+    with pytest.raises(FileNotFoundError, match="missing.json: not a file"):
+        load_action_map(tmp_path / "missing.json")
+    (tmp_path / "text.json").write_text("map: [[1, 0], [0, 1]]")
+    with pytest.raises(ValueError, match="text.json: not a JSON file"):
+        load_action_map(tmp_path / "text.json")
+    (tmp_path / "list.json").write_text("[[1, 0], [0, 1]]")
+    with pytest.raises(ValueError, match="non-empty 'cameras' list"):
+        load_action_map(tmp_path / "list.json")
+    for bad in ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[1.0, None], [0.0, 1.0]], "identity"):
+        path = _calibration_file(tmp_path / "bad.json", [{"azimuth_offset_deg": 0.0, "map": bad}])
+        with pytest.raises(ValueError, match="expected a finite 2x2 matrix"):
+            load_action_map(path)
+
+
+def test_planner_executes_the_mapped_motion_and_the_script_passes_the_map_on(env, tmp_path):
+    model = randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=0).eval()
+    setup = make_setup(env, TASKS["reach"], seed=0, index=0)
+    env.set_state(setup.start_state)
+    frame = env.render()
+    small = replace(FETCH_CEM, samples=8, top_k=2, iterations=2)
+    actions = {}
+    for name, matrix in (("plain", None), ("turned", ((0.0, -1.0), (1.0, 0.0))), ("zero", ((0.0, 0.0), (0.0, 0.0)))):
+        policy = PlannerPolicy(model, replace(small, action_map=matrix), name=name)
+        policy.reset(setup)
+        actions[name] = policy.act(env, frame, 0, 0)
+    # The same search (same seed), only the executed (dx, dy) changes; dz and the gripper are kept.
+    assert np.abs(actions["plain"][:2]).max() > 0
+    np.testing.assert_allclose(actions["turned"], [-actions["plain"][1], actions["plain"][0], *actions["plain"][2:]],
+                               atol=1e-6)
+    np.testing.assert_allclose(actions["zero"], [0.0, 0.0, *actions["plain"][2:]], atol=1e-6)
+
+    calibration = _calibration_file(tmp_path / "calibration.json",
+                                    [{"azimuth_offset_deg": 0.0, "map": [[0.0, 0.0], [0.0, 0.0]]}])
+    argv = ["--out", str(tmp_path / "eval"), "--samples", "8", "--top-k", "2"]
+    cem, recorded = eval_planning.planner_config(eval_planning.parse_args(argv + ["--action-map", str(calibration)]))
+    assert cem.action_map == ((0.0, 0.0), (0.0, 0.0)) and cem.samples == 8 and recorded["variant"] == "camera_shift"
+    assert eval_planning.planner_config(eval_planning.parse_args(argv))[0].action_map is None
+    with pytest.raises(ValueError, match="--action-map-azimuth needs --action-map"):
+        eval_planning.main(argv + ["--action-map-azimuth", "15"])
+    with pytest.raises(FileNotFoundError, match="nothing.json: not a file"):
+        eval_planning.main(argv + ["--action-map", str(tmp_path / "nothing.json")])
+    assert not (tmp_path / "eval").exists()
