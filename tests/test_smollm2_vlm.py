@@ -44,15 +44,20 @@ def test_prepared_folder_loads_in_seconds_with_visual_tokens_and_letters(smollm2
     assert prepare_smollm2(smollm2_dir) == smollm2_dir  # prepared once, reused
 
 
-def test_chat_template_renders_as_the_ggufs_own(tokenizer):
+def test_chat_template_renders_as_the_ggufs_own_less_the_default_system_turn(tokenizer):
     field = gguf.GGUFReader(smollm2_gguf_path()).fields["tokenizer.chat_template"]
     original = bytes(field.parts[field.data[0]]).decode()
-    for messages in (CHAT, [{"role": "system", "content": "Be brief."}, *CHAT]):
-        assert tokenizer.apply_chat_template(messages, tokenize=False) == tokenizer.apply_chat_template(
-            messages, tokenize=False, chat_template=original)
+    with_system = [{"role": "system", "content": "Be brief."}, *CHAT]
+    assert tokenizer.apply_chat_template(with_system, tokenize=False) == tokenizer.apply_chat_template(
+        with_system, tokenize=False, chat_template=original)
+    default_turn = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    for generation_prompt in (False, True):
+        ours, theirs = (tokenizer.apply_chat_template(CHAT[:1], tokenize=False, add_generation_prompt=generation_prompt,
+                                                      chat_template=template) for template in (None, original))
+        assert theirs == default_turn + ours
+    assert len(tokenizer.encode(default_turn, add_special_tokens=False)) == 21  # saved in every training sample
     prompt = tokenizer.apply_chat_template(CHAT[:1], tokenize=False, add_generation_prompt=True)
-    assert prompt.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM") and prompt.endswith(
-        "<|im_start|>assistant\n")
+    assert prompt.startswith("<|im_start|>user\n<video>") and prompt.endswith("<|im_start|>assistant\n")
 
 
 def test_label_masking_supervises_exactly_the_replies_and_im_end(tokenizer):

