@@ -9,7 +9,8 @@ For each VLM directory (a stage output or a checkpoint's `model/` folder), on th
 - letter accuracy on the multiple-choice questions with the own video, and the share of the likeliest letter
   (a collapse to one letter shows here);
 - letter accuracy when the prompt also states the answer ("Hint: <answer>." before the instruction): whether the
-  model maps an option's content to its letter at all. Without that, no video reading can show by letter.
+  model maps an option's content to its letter at all (the form the SmolLM2 preset's stage 2 trains on,
+  `vjepa_vlm.data.letter_mapping`). Without that, no video reading can show by letter.
 
 `--llm` adds the text-only LLM (e.g. the prepared SmolLM2 folder, untrained) on the same questions without the
 video, with and without the hint: what the pretrained LLM brings before any VLM training.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from vjepa_vlm.data.letter_mapping import hint_line
 from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_labels import MC_INSTRUCTION
 from vjepa_vlm.scripts.vlm_pipeline import LETTERS, letter_token_ids, multiple_choice_prompt, other_clip_videos
@@ -31,7 +33,7 @@ READOUTS = ("captions", "letter", "letter_with_hint")
 
 
 def with_hint(row: dict) -> dict:
-    question = row["conversations"][0]["value"].replace(MC_INSTRUCTION, f"Hint: {row['answer']}.\n{MC_INSTRUCTION}")
+    question = row["conversations"][0]["value"].replace(MC_INSTRUCTION, f"{hint_line(row['answer'])}\n{MC_INSTRUCTION}")
     return {**row, "conversations": [{"from": "human", "value": question}, *row["conversations"][1:]]}
 
 

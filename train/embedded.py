@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from vjepa_vlm.configuration_vjepa2_vlm import VJEPA2VLMConfig
 from vjepa_vlm.data.conversations import load_conversations
+from vjepa_vlm.data.letter_mapping import ensure_hinted_manifest
 from vjepa_vlm.data.synthetic_world import generate_world
 from vjepa_vlm.data.tokenizer import train_tiny_tokenizer
 from vjepa_vlm.data.tokenizer import add_visual_tokens
@@ -83,13 +84,15 @@ class EmbeddedArgs:
 
 
 def ensure_world(args: EmbeddedArgs) -> Path:
-    """The synthetic world root, generated (atomically, by the main process) when absent."""
+    """The synthetic world root, generated (atomically, by the main process) when absent, with its hinted
+    multiple-choice rows (`vjepa_vlm.data.letter_mapping`, the SmolLM2 preset's stage 2) derived once."""
     root = Path(args.world_dir)
     if not (root / "meta.json").is_file():
         logger.warning("generating the synthetic world in %s (%d train / %d test clips)", root,
                        args.world_train, args.world_test)
         generate_world(root, n_train=args.world_train, n_test=args.world_test, seed=args.world_seed,
                        workers=min(2, os.cpu_count() or 1), overwrite=root.exists())
+    ensure_hinted_manifest(root)
     return root
 
 
