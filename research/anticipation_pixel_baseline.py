@@ -41,13 +41,19 @@ def pixel_features(segments, seconds: float, frames: int, fps: float, resolution
     return torch.cat((motion, small[:, -1].flatten(1)), dim=1).numpy()
 
 
-def token_features(model, segments, seconds: float, resolution: int) -> np.ndarray:
-    """The same read-out of frozen encoder tokens: tubelet slices pooled to a 4 x 4 grid, the absolute differences
-    of consecutive slices and the last slice. Tells a probe that cannot find the motion from tokens without it."""
-    tokens, _ = extract_anticipation_tokens(model, segments, np.tile([seconds, 0.0], (len(segments), 1, 1)), resolution)
+def token_features(model, segments, seconds: float, resolution: int, tokens: str = "encoder") -> np.ndarray:
+    """The same read-out of frozen tokens: tubelet slices pooled to a 4 x 4 grid, the absolute differences of
+    consecutive slices and the last slice. Tells a probe that cannot find the motion from tokens without it.
+
+    `tokens`: "encoder" reads the context's slices; "predictor" the predicted slice alone (pooled, no difference);
+    "both" the context's slices followed by the predicted one, as the probe's "both" row stacks them."""
+    draws = np.tile([seconds, 0.0], (len(segments), 1, 1))
+    encoded, predicted = extract_anticipation_tokens(model, segments, draws, resolution)
     config = model.config
     side = resolution // config.patch_size
-    grid = tokens[:, 0].unflatten(1, (config.context_frames // config.tubelet_size, side, side))  # (B, T', h, w, D)
+    slices = {"encoder": encoded[:, 0], "predictor": predicted[:, 0],
+              "both": torch.cat((encoded[:, 0], predicted[:, 0]), dim=1)}[tokens]
+    grid = slices.unflatten(1, (-1, side, side))  # (B, T', h, w, D)
     pooled = torch.nn.functional.adaptive_avg_pool2d(grid.permute(0, 1, 4, 2, 3).flatten(0, 1), 4)
     pooled = pooled.unflatten(0, grid.shape[:2])
     motion = (pooled[:, 1:] - pooled[:, :-1]).abs().flatten(1)
@@ -65,6 +71,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the logistic regressions")
     parser.add_argument("--encoder", type=Path, help="read frozen encoder tokens of this VJEPA2Model directory instead")
     parser.add_argument("--random-init", action="store_true", help="the --encoder architecture, randomly initialized")
+    parser.add_argument("--tokens", choices=("encoder", "predictor", "both"), default="encoder",
+                        help="with --encoder: read the context's tokens, the predicted slice, or both")
     parser.add_argument("--output", type=Path, required=True)
     cli = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -77,7 +85,7 @@ def main(argv=None) -> dict:
         model = VJEPA2ForActionAnticipation.from_vjepa2(
             load_encoder(cli.encoder, cli.random_init, 0), num_verbs=1, num_nouns=1, num_actions=1,
             frames_per_second=cli.fps, context_frames=cli.context_frames, max_frames=cli.context_frames + 8)
-        features = partial(token_features, model, resolution=cli.resolution)
+        features = partial(token_features, model, resolution=cli.resolution, tokens=cli.tokens)
     results = {}
     for seconds in cli.times:
         x_train, x_test = features(train, seconds), features(test, seconds)
@@ -94,7 +102,9 @@ def main(argv=None) -> dict:
                 scores[f"{task}_recall@{k}"] = mean_class_recall(torch.from_numpy(logits), test_labels[:, i], k)
         results[f"{seconds:g}"] = scores
         print(f"t={seconds:g}s " + " ".join(f"{key} {100 * value:.1f}" for key, value in scores.items()), flush=True)
-    read = "pixels" if cli.encoder is None else f"{'random' if cli.random_init else 'pretrained'} encoder tokens"
+    kind = "random" if cli.random_init else "pretrained"
+    read = "pixels" if cli.encoder is None else f"{kind} encoder tokens" + {
+        "encoder": "", "predictor": " (predicted slice)", "both": " + predicted slice"}[cli.tokens]
     summary = {"world": str(cli.world), "features": read, "encoder": str(cli.encoder), "num_train": len(train),
                "num_test": len(test), "C": cli.C, "recall": results}
     cli.output.parent.mkdir(parents=True, exist_ok=True)

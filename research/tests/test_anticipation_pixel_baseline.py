@@ -56,3 +56,9 @@ def test_token_read_out_has_one_block_per_slice_difference_and_the_last_slice(tm
                                                     frames_per_second=4.0, context_frames=4, max_frames=12)
     features = baseline.token_features(model, segments, 0.5, 64)
     assert features.shape == (len(segments), (1 + 1) * 16 * 32)  # 2 slices: one difference and the last slice
+    predicted = baseline.token_features(model, segments, 0.5, 64, tokens="predictor")
+    assert predicted.shape == (len(segments), 16 * 32)  # the predicted slice alone: nothing to difference
+    both = baseline.token_features(model, segments, 0.5, 64, tokens="both")
+    assert both.shape == (len(segments), (2 + 1) * 16 * 32)  # 2 context slices + the predicted one
+    np.testing.assert_allclose(both[:, : 16 * 32], features[:, : 16 * 32], atol=1e-6)  # the context's difference
+    np.testing.assert_allclose(both[:, -16 * 32 :], predicted, atol=1e-6)  # the last slice is the predicted one
