@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -106,33 +107,49 @@ def time_split(seconds: float) -> str:
     return f"test@{seconds:g}s"
 
 
+def axis_y(value: float, top: float, height: float, low: float, high: float) -> float:
+    """Pixel row of `value` on a vertical axis from `low` (bottom) to `high` (top)."""
+    return top + height * (high - value) / (high - low)
+
+
 def plot_recall(summary: dict, times: list[float], path: Path) -> None:
-    """Test recall@5 (mean over seeds) against anticipation time: one panel per task, one line per features row."""
+    """Test recall@1 (top row) and @5 (bottom row) against anticipation time, one panel per task, one line per
+    features row: mean over seeds, with a bar of ± one std. Each panel's axis spans its own values, so small
+    differences between rows and times stay visible (read the axis labels)."""
     colors = {"encoder": (31, 119, 180), "predictor": (44, 160, 44), "both": (214, 39, 40)}
-    panel, margin = 260, 50
-    image = Image.new("RGB", (margin + 3 * panel + 20, 330), "white")
+    panel_w, panel_h, margin, top_margin = 280, 200, 50, 40
+    image = Image.new("RGB", (margin + 3 * panel_w + 20, top_margin + 2 * (panel_h + 40) + 20), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((margin, 6), f"test mean-class recall@5 vs anticipation time ({summary['encoder_kind']} encoder)", fill="black")
-    for p, task in enumerate(ANTICIPATION_TASKS):
-        left, top, width, height = margin + p * panel, 40, panel - 30, 240
-        draw.rectangle([left, top, left + width, top + height], outline="black")
-        draw.text((left + 4, top + 4), task, fill="black")
-        for value in (0.0, 0.5, 1.0):
-            draw.text((left - 28, top + height * (1 - value) - 5), f"{value:.1f}", fill="black")
-        for i, seconds in enumerate(times):
-            x = left + width * (i + 0.5) / len(times)
-            draw.text((x - 10, top + height + 6), f"{seconds:g}", fill="black")
-        for row, (name, result) in enumerate(summary["features"].items()):
-            points = []
+    draw.text((margin, 6), f"test mean-class recall vs anticipation time ({summary['encoder_kind']} encoder; "
+              "mean ± std over seeds)", fill="black")
+    for r, k in enumerate((1, 5)):
+        for p, task in enumerate(ANTICIPATION_TASKS):
+            metric = f"{task}_recall@{k}"
+            series = {name: [result["recall"][time_split(t)][metric] for t in times]
+                      for name, result in summary["features"].items()}
+            spread = [(s["mean"] - (s["std"] or 0), s["mean"] + (s["std"] or 0)) for v in series.values() for s in v]
+            low, high = min(a for a, _ in spread), max(b for _, b in spread)
+            pad = max(0.01, 0.1 * (high - low))
+            low, high = max(0.0, low - pad), min(1.0, high + pad)
+            left, top = margin + p * panel_w, top_margin + r * (panel_h + 40)
+            width, height = panel_w - 55, panel_h
+            y = partial(axis_y, top=top, height=height, low=low, high=high)
+            draw.rectangle([left, top, left + width, top + height], outline="black")
+            draw.text((left + 4, top + 4), f"{task} recall@{k}", fill="black")
+            for value in (low, (low + high) / 2, high):
+                draw.text((left - 42, y(value) - 5), f"{100 * value:.1f}%", fill="black")
             for i, seconds in enumerate(times):
-                value = result["recall"][time_split(seconds)][f"{task}_recall@5"]["mean"]
-                points.append((left + width * (i + 0.5) / len(times), top + height * (1 - value)))
-            draw.line(points, fill=colors[name], width=2)
-            for x, y in points:
-                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colors[name])
-            if p == 0:
-                draw.text((left + 8, top + 20 + 12 * row), name, fill=colors[name])
-    draw.text((margin + panel, 310), "anticipation time (s)", fill="black")
+                draw.text((left + width * (i + 0.5) / len(times) - 10, top + height + 6), f"{seconds:g}", fill="black")
+            for row, (name, values) in enumerate(series.items()):
+                points = [(left + width * (i + 0.5) / len(times), y(s["mean"])) for i, s in enumerate(values)]
+                draw.line(points, fill=colors[name], width=2)
+                for (x, _), s in zip(points, values):
+                    if s["std"]:
+                        draw.line([(x, y(s["mean"] - s["std"])), (x, y(s["mean"] + s["std"]))], fill=colors[name])
+                    draw.ellipse([x - 2, y(s["mean"]) - 2, x + 2, y(s["mean"]) + 2], fill=colors[name])
+                if r == 0 and p == 0:
+                    draw.text((margin + 420 + 70 * row, 22), name, fill=colors[name])
+    draw.text((margin + panel_w, image.height - 16), "anticipation time (s)", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as handle:
         image.save(handle, format="PNG")

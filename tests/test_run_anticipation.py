@@ -47,7 +47,10 @@ def test_result_json_has_every_row_time_and_seed(run):
         for split in ("val", "test@0.5s", "test@1s"):
             stats = result["recall"][split]["action_recall@5"]
             assert 0 <= stats["mean"] <= 1 and stats["std"] is not None
-    assert Image.open(root / "recall.png").size[0] > 300
+    with Image.open(root / "recall.png") as image:
+        colors = {color for _, color in image.convert("RGB").getcolors(1 << 20)}
+    # One line per features row (encoder blue, both red), drawn in every panel: recall@1 and @5 of 3 tasks.
+    assert {(31, 119, 180), (214, 39, 40)} <= colors and (44, 160, 44) not in colors
 
 
 def test_tables_print_the_json_numbers(run):
