@@ -242,19 +242,19 @@ def main(argv=None) -> dict:
                 model.head.load_state_dict(result["probe"].heads[best["index"]].state_dict())
                 model.save_pretrained(cli.save_model)
             runs.append({"seed": seed, "best": best, "heads": result["heads"]})
-        metrics = [key.split("_", 1)[1] for key in runs[0]["best"] if key.startswith("val_")]
-        summary["features"][features] = {
-            "recall": {split: {m: mean_and_std([run["best"][f"{split}_{m}"] for run in runs]) for m in metrics}
-                       for split in eval_sets},
-            "seeds": runs,
-        }
+            metrics = [key.split("_", 1)[1] for key in runs[0]["best"] if key.startswith("val_")]
+            summary["features"][features] = {
+                "recall": {split: {m: mean_and_std([run["best"][f"{split}_{m}"] for run in runs]) for m in metrics}
+                           for split in eval_sets},
+                "seeds": runs,
+            }
+            # Written after every seed, so a run stopped part-way keeps what it finished.
+            summary["complete"] = features == cli.features[-1] and seed == cli.seeds[-1]
+            write_json(summary, cli.output)
         for split in eval_sets:
             stats = summary["features"][features]["recall"][split]
             print(f"{features} {split}: " + " ".join(
                 f"{task_name} R@5 {stats[f'{task_name}_recall@5']['mean']:.3f}" for task_name in ANTICIPATION_TASKS))
-        # Written after every row, so a run stopped part-way keeps the rows it finished.
-        summary["complete"] = features == cli.features[-1]
-        write_json(summary, cli.output)
     if cli.plot is not None:
         plot_recall(summary, cli.eval_times, cli.plot)
     print(recall_tables(summary, cli.eval_times, sampling.eval_time))

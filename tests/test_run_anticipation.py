@@ -85,21 +85,21 @@ def test_position_embedding_reaches_the_probe_and_the_saved_model(run, tmp_path)
     assert torch.isfinite(out.action_logits).all()
 
 
-def test_a_run_stopped_part_way_keeps_the_rows_it_finished(run, tmp_path, monkeypatch):
+def test_a_run_stopped_part_way_keeps_the_seeds_it_finished(run, tmp_path, monkeypatch):
     root, _ = run
     real_sweep = run_anticipation.train_probe_sweep
     calls = []
 
     def sweep_then_stop(*args, **kwargs):
         calls.append(1)
-        if len(calls) > 1:
+        if len(calls) > 3:  # encoder seeds 0 and 1, then both seed 0
             raise KeyboardInterrupt
         return real_sweep(*args, **kwargs)
 
     monkeypatch.setattr(run_anticipation, "train_probe_sweep", sweep_then_stop)
     argv = [
         "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", "encoder", "both",
-        "--seeds", "0", "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", "1.0", "--context-frames", "4",
+        "--seeds", "0", "1", "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", "1.0", "--context-frames", "4",
         "--fps", "4", "--max-frames", "12", "--resolution", "32", "--num-blocks", "1", "--num-heads", "4",
         "--epochs", "1", "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01",
         "--output", str(tmp_path / "out.json"),
@@ -107,5 +107,7 @@ def test_a_run_stopped_part_way_keeps_the_rows_it_finished(run, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         run_anticipation.main(argv)
     partial = json.loads((tmp_path / "out.json").read_text())
-    assert list(partial["features"]) == ["encoder"] and partial["complete"] is False
-    assert [seed["seed"] for seed in partial["features"]["encoder"]["seeds"]] == [0]
+    assert list(partial["features"]) == ["encoder", "both"] and partial["complete"] is False
+    assert [seed["seed"] for seed in partial["features"]["encoder"]["seeds"]] == [0, 1]
+    assert [seed["seed"] for seed in partial["features"]["both"]["seeds"]] == [0]
+    assert partial["features"]["both"]["recall"]["test@1s"]["action_recall@5"]["std"] is None  # one seed so far
