@@ -135,6 +135,27 @@ def test_stages_with_zero_steps_are_skipped_and_each_stage_starts_from_the_last_
     assert final == tmp_path / "vlm" / "stage3" / "output"
 
 
+def test_the_smollm2_plan_teaches_the_letters_in_stage_2_then_the_video_in_stage_3(monkeypatch, tmp_path):
+    commands = []
+
+    def fake_run(command):
+        commands.append(command)
+        run_dir = Path(next(arg for arg in command if arg.startswith("checkpoint.dir=")).partition("=")[2])
+        (run_dir / "output").mkdir(parents=True)
+        (run_dir / "output" / "stage.json").write_text("{}")
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    plan = pipeline.PRESET_PLANS["vjepa2-tiny-smollm2"]
+    steps = [int(s) for s in plan["stage_steps"].split(",")]
+    pipeline.train_stages(tmp_path / "vlm", None, steps, plan["batch_size"], tmp_path / "world", 0, "vjepa2-tiny-smollm2")
+    assert [(c[1], Path(c[2]).name) for c in commands] == [("vjepa_vlm.train.stage2", "stage2_tiny_smollm2.yaml"),
+                                                           ("vjepa_vlm.train.stage3", "stage3_tiny_smollm2.yaml")]
+    assert "model.init_from=embedded" in commands[0]
+    assert f"model.init_from={tmp_path / 'vlm' / 'stage2' / 'output'}" in commands[1]
+    assert str(tmp_path / "world" / "train" / "video_qa_hinted.jsonl") in next(
+        arg for arg in commands[0] if arg.startswith("data.sources="))
+
+
 def test_the_verdict_compares_by_letter_with_the_strongest_blind_baseline_and_another_clip():
     rows = {"baseline: chance": {"all": 0.25}, "baseline: blind option scorer": {"all": 0.40},
             "VLM, random encoder: option letter": {"all": 0.60},
