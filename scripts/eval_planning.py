@@ -51,7 +51,8 @@ from vjepa_vlm.vision.planner import CEMConfig
 
 BASELINES = ("random", "oracle")
 EPISODES_FILE = "episodes.jsonl"
-COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (23, 190, 207)]
 
 
 _ENVS: dict = {}
