@@ -135,7 +135,7 @@ def test_stages_with_zero_steps_are_skipped_and_each_stage_starts_from_the_last_
     assert final == tmp_path / "vlm" / "stage3" / "output"
 
 
-def test_the_smollm2_plan_teaches_the_letters_in_stage_2_then_the_video_in_stage_3(monkeypatch, tmp_path):
+def test_the_smollm2_letter_stage_reads_the_hinted_rows_and_hands_over_to_stage_3(monkeypatch, tmp_path):
     commands = []
 
     def fake_run(command):
@@ -145,9 +145,7 @@ def test_the_smollm2_plan_teaches_the_letters_in_stage_2_then_the_video_in_stage
         (run_dir / "output" / "stage.json").write_text("{}")
 
     monkeypatch.setattr(pipeline, "run", fake_run)
-    plan = pipeline.PRESET_PLANS["vjepa2-tiny-smollm2"]
-    steps = [int(s) for s in plan["stage_steps"].split(",")]
-    pipeline.train_stages(tmp_path / "vlm", None, steps, plan["batch_size"], tmp_path / "world", 0, "vjepa2-tiny-smollm2")
+    pipeline.train_stages(tmp_path / "vlm", None, [0, 0, 5, 7], 8, tmp_path / "world", 0, "vjepa2-tiny-smollm2")
     assert [(c[1], Path(c[2]).name) for c in commands] == [("vjepa_vlm.train.stage2", "stage2_tiny_smollm2.yaml"),
                                                            ("vjepa_vlm.train.stage3", "stage3_tiny_smollm2.yaml")]
     assert "model.init_from=embedded" in commands[0]
