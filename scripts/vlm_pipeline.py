@@ -52,7 +52,7 @@ LETTERS = ("A", "B", "C", "D")
 # What the pipeline trains per VLM preset: each stage's recipe (in train/recipes), the default steps of stages
 # 1, 1.5, 2, 3 (0 skips a stage: the next one starts from the previous output) and the encoders trained around.
 # The SmolLM2 plan (stage 3 only, LoRA, 100 steps of 8) is sized to the 15-minute budget on 2 CPU cores; its
-# stage 2 (the option-letter mapping on hinted questions, `--stage_steps 0,0,100,100`) is not in the default:
+# stage 2 (the option-letter mapping on hinted questions, `--stage_steps 0,0,250,100`) is not in the default:
 # it teaches copying a stated answer's letter, which did not carry over to the unhinted questions
 # (research/journal_vlm.md, "Issue 18", round 2026-12-07b).
 PRESET_PLANS = {
