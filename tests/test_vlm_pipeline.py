@@ -115,7 +115,9 @@ def test_every_preset_recipe_reads_the_pipeline_world(preset, tmp_path):
         assert sources and all(Path(s["path"]).parent == tmp_path / "world" / "train" for s in sources)
 
 
-def test_stages_with_zero_steps_are_skipped_and_each_stage_starts_from_the_last_output(monkeypatch, tmp_path):
+@pytest.fixture
+def stage_commands(monkeypatch):
+    """The stage commands `train_stages` runs, recorded instead of run; each 'run' leaves the output a stage writes."""
     commands = []
 
     def fake_run(command):
@@ -125,6 +127,11 @@ def test_stages_with_zero_steps_are_skipped_and_each_stage_starts_from_the_last_
         (run_dir / "output" / "stage.json").write_text("{}")
 
     monkeypatch.setattr(pipeline, "run", fake_run)
+    return commands
+
+
+def test_stages_with_zero_steps_are_skipped_and_each_stage_starts_from_the_last_output(stage_commands, tmp_path):
+    commands = stage_commands
     final = pipeline.train_stages(tmp_path / "vlm", None, [0, 5, 0, 7], 8, tmp_path / "world", 0,
                                   "vjepa2-tiny-smollm2")
     assert [c[1] for c in commands] == ["vjepa_vlm.train.stage1_5", "vjepa_vlm.train.stage3"]
@@ -135,16 +142,8 @@ def test_stages_with_zero_steps_are_skipped_and_each_stage_starts_from_the_last_
     assert final == tmp_path / "vlm" / "stage3" / "output"
 
 
-def test_the_smollm2_letter_stage_reads_the_hinted_rows_and_hands_over_to_stage_3(monkeypatch, tmp_path):
-    commands = []
-
-    def fake_run(command):
-        commands.append(command)
-        run_dir = Path(next(arg for arg in command if arg.startswith("checkpoint.dir=")).partition("=")[2])
-        (run_dir / "output").mkdir(parents=True)
-        (run_dir / "output" / "stage.json").write_text("{}")
-
-    monkeypatch.setattr(pipeline, "run", fake_run)
+def test_the_smollm2_letter_stage_reads_the_hinted_rows_and_hands_over_to_stage_3(stage_commands, tmp_path):
+    commands = stage_commands
     pipeline.train_stages(tmp_path / "vlm", None, [0, 0, 5, 7], 8, tmp_path / "world", 0, "vjepa2-tiny-smollm2")
     assert [(c[1], Path(c[2]).name) for c in commands] == [("vjepa_vlm.train.stage2", "stage2_tiny_smollm2.yaml"),
                                                            ("vjepa_vlm.train.stage3", "stage3_tiny_smollm2.yaml")]
