@@ -2,6 +2,9 @@
 
 A mask config places a few rectangular spatial blocks that span a fraction of the clip in time. The
 union of a config's blocks is the prediction target; everything else is the context the encoder sees.
+A block starts anywhere in time (the paper's masks), or ends at the clip's last slice
+(`temporal_position="end"`): then the context is the start of the clip and the target its future, the
+geometry of the anticipation query (section 6), where the predictor fills slices after the context.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import default_collate
+
+TEMPORAL_POSITIONS = ("random", "end")
 
 
 @dataclass
@@ -22,12 +27,15 @@ class MaskConfig:
         spatial_scale: (min, max) fraction of the H×W grid covered by one block.
         temporal_scale: (min, max) fraction of the T grid spanned by one block.
         aspect_ratio: (min, max) block height / width.
+        temporal_position: "random" (a block starts anywhere in time) or "end" (it ends at the clip's last
+            tubelet slice, so the target lies after the context).
     """
 
     num_blocks: int = 8
     spatial_scale: tuple[float, float] = (0.15, 0.15)
     temporal_scale: tuple[float, float] = (1.0, 1.0)  # Table 9: blocks span the whole clip
     aspect_ratio: tuple[float, float] = (0.75, 1.5)  # Table 9
+    temporal_position: str = "random"
 
     def __post_init__(self):
         self.spatial_scale = tuple(self.spatial_scale)
@@ -41,6 +49,10 @@ class MaskConfig:
                 raise ValueError(f"MaskConfig.{name} must be (min, max) with 0 < min <= max, got {(low, high)}")
         if self.spatial_scale[1] > 1 or self.temporal_scale[1] > 1:
             raise ValueError("MaskConfig.spatial_scale and temporal_scale must be <= 1")
+        if self.temporal_position not in TEMPORAL_POSITIONS:
+            raise ValueError(
+                f"MaskConfig.temporal_position must be one of {TEMPORAL_POSITIONS}, got {self.temporal_position!r}"
+            )
 
 
 def default_mask_configs() -> list[MaskConfig]:
@@ -78,13 +90,20 @@ def sample_block_size(
 
 
 def sample_block_mask(
-    block_sizes: list[tuple[int, int, int]], grid_size: tuple[int, int, int], generator: torch.Generator
+    block_sizes: list[tuple[int, int, int]],
+    grid_size: tuple[int, int, int],
+    generator: torch.Generator,
+    temporal_position: str = "random",
 ) -> torch.Tensor:
-    """Place each block at a random position; return a bool (T, H, W) grid, True = target."""
+    """Place each block at a random position (in time too, unless `temporal_position` is "end": then it ends at
+    the last slice); return a bool (T, H, W) grid, True = target."""
     duration, height, width = grid_size
     covered = torch.zeros(grid_size, dtype=torch.bool)
     for t, h, w in block_sizes:
-        start = torch.randint(0, duration - t + 1, (1,), generator=generator).item()
+        if temporal_position == "end":
+            start = duration - t
+        else:
+            start = torch.randint(0, duration - t + 1, (1,), generator=generator).item()
         top = torch.randint(0, height - h + 1, (1,), generator=generator).item()
         left = torch.randint(0, width - w + 1, (1,), generator=generator).item()
         covered[start : start + t, top : top + h, left : left + w] = True
@@ -117,9 +136,9 @@ class MultiBlockMaskGenerator:
             raise ValueError("MultiBlockMaskGenerator needs at least one MaskConfig")
         self.max_tries = max_tries
 
-    def _sample_one(self, block_sizes, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample_one(self, block_sizes, generator, temporal_position) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(self.max_tries):
-            target = sample_block_mask(block_sizes, self.grid_size, generator).flatten()
+            target = sample_block_mask(block_sizes, self.grid_size, generator, temporal_position).flatten()
             if target.any() and not target.all():
                 return torch.nonzero(~target).squeeze(1), torch.nonzero(target).squeeze(1)
         raise ValueError(
@@ -132,7 +151,7 @@ class MultiBlockMaskGenerator:
         masks = []
         for config in self.configs:
             block_sizes = [sample_block_size(config, self.grid_size, generator) for _ in range(config.num_blocks)]
-            pairs = [self._sample_one(block_sizes, generator) for _ in range(batch_size)]
+            pairs = [self._sample_one(block_sizes, generator, config.temporal_position) for _ in range(batch_size)]
             num_context = min(len(context) for context, _ in pairs)
             num_target = min(len(target) for _, target in pairs)
             masks.append(
