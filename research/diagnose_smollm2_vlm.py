@@ -12,6 +12,10 @@ For each VLM directory (a stage output or a checkpoint's `model/` folder), on th
   model maps an option's content to its letter at all (the form the SmolLM2 preset's stage 2 trains on,
   `vjepa_vlm.data.letter_mapping`). Without that, no video reading can show by letter.
 
+- visual tokens: how much the projector's output varies across clips and across the tokens of one clip, next to
+  the same spread of the encoder features it reads and the norm of the LLM's text embeddings. A projector whose
+  output is one large vector for every clip hands the LLM a soft prompt, not the video: the caption gap is 0.
+
 `--llm` adds the text-only LLM (e.g. the prepared SmolLM2 folder, untrained) on the same questions without the
 video, with and without the hint: what the pretrained LLM brings before any VLM training.
 """
@@ -23,13 +27,33 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-
 from vjepa_vlm.data.letter_mapping import hint_line
 from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_labels import MC_INSTRUCTION
-from vjepa_vlm.scripts.vlm_pipeline import LETTERS, letter_token_ids, multiple_choice_prompt, other_clip_videos
+from vjepa_vlm.scripts.vlm_pipeline import (
+    LETTERS,
+    letter_token_ids,
+    multiple_choice_prompt,
+    other_clip_videos,
+)
 
-READOUTS = ("captions", "letter", "letter_with_hint")
+READOUTS = ("captions", "letter", "letter_with_hint", "visual_tokens")
+
+
+def token_spread(per_clip: list[torch.Tensor]) -> dict:
+    """Spread of `(tokens, D)` tensors, one per clip, relative to the norm of their mean: `across_clips` (clip means
+    around the grand mean), `within_clip` (tokens around their clip's mean) and the mean cosine between two clips'
+    means. 0 / 0 / 1: every clip gives the same vector."""
+    means = torch.stack([tokens.float().mean(0) for tokens in per_clip])
+    grand = means.mean(0)
+    scale = grand.norm().clamp_min(1e-12)
+    within = torch.stack([(t.float() - t.float().mean(0)).norm(dim=-1).mean() for t in per_clip]).mean()
+    unit = torch.nn.functional.normalize(means, dim=-1)
+    pairs = len(means) * (len(means) - 1)
+    cosine = ((unit @ unit.T).sum() - len(means)) / pairs if pairs else torch.tensor(1.0)
+    return {"across_clips": float((means - grand).norm(dim=-1).mean() / scale),
+            "within_clip": float(within / scale), "clip_cosine": float(cosine),
+            "token_norm": float(torch.cat([t.float() for t in per_clip]).norm(dim=-1).mean())}
 
 
 def with_hint(row: dict) -> dict:
@@ -46,9 +70,10 @@ def letter_read_out(letters: list[str], rows: list[dict]) -> dict:
 def diagnose_vlm(model_dir: Path, world: Path, captions: list[dict], mc: list[dict],
                  readouts: tuple[str, ...] = READOUTS) -> dict:
     from vjepa_vlm.eval.option_scoring import continuation_log_likelihoods
+    from vjepa_vlm.train.handoff import load_stage_model
+
     from vjepa_vlm.modeling_vjepa2_vlm import VJEPA2VLMForConditionalGeneration
     from vjepa_vlm.processing_vjepa2_vlm import VJEPA2VLMProcessor
-    from vjepa_vlm.train.handoff import load_stage_model
     from vjepa_vlm.video_processing_vjepa2_vlm import load_video_frames
 
     model = load_stage_model(model_dir, VJEPA2VLMForConditionalGeneration).eval()
@@ -81,6 +106,17 @@ def diagnose_vlm(model_dir: Path, world: Path, captions: list[dict], mc: list[di
             answers.append(LETTERS[int(logits.argmax())])
         return answers
 
+    if "visual_tokens" in readouts:
+        projected, encoded = [], []
+        for row in captions:
+            pixels = processor(text=["<video>"], videos=[frames(row["video"])])["pixel_values_videos"]
+            features, grid = model.model.vision_features(pixels)
+            encoded.append(features.flatten(0, -2))
+            projected.append(model.model.multi_modal_projector(features, grid).flatten(0, -2))
+        results["visual_tokens"] = {
+            "projector": token_spread(projected), "encoder": token_spread(encoded),
+            "text_embedding_norm": float(model.get_input_embeddings().weight.norm(dim=-1).mean()),
+        }
     if "letter" in readouts:
         results["letter"] = letter_read_out(letters(mc), mc)
     if "letter_with_hint" in readouts:
