@@ -79,6 +79,13 @@ def random_guess_distance(planar: torch.Tensor, true_xy: torch.Tensor) -> float:
     return float((planar - true_xy).norm(dim=1).mean())
 
 
+def direction_cosine(planar: torch.Tensor, target_xy: torch.Tensor) -> torch.Tensor:
+    """Cosine between each `(G, 2)` planar action and `target_xy` `(2,)`, 0 for a zero action or target: whether a
+    one-step move heads toward a goal that is further than one step away (a planner needs only the direction)."""
+    norms = planar.norm(dim=-1) * target_xy.norm()
+    return torch.where(norms > 0, (planar @ target_xy) / norms.clamp_min(1e-12), torch.zeros_like(norms))
+
+
 def fit_action_map(inferred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """The 2x2 matrix M minimizing sum ||M inferred_i - true_i||^2 (least squares; appendix B.4).
 
@@ -189,6 +196,7 @@ def infer_planar_actions(
 
 
 __all__ = [
-    "MapSummary", "Trajectory", "action_grid", "encode_rendered", "energy_landscape", "fit_action_map",
+    "MapSummary", "Trajectory", "action_grid", "direction_cosine", "encode_rendered", "energy_landscape",
+    "fit_action_map",
     "infer_planar_actions", "random_guess_distance", "random_planar_trajectory", "summarize_map",
 ]

@@ -5,10 +5,15 @@
 For each of `--pairs` start/goal frame pairs (adjacent frames of a random planar trajectory recorded in the Fetch
 simulator, one agent step apart, so the goal is reached by one known action), the one-step prediction from the
 start frame is scored against the goal frame on a `--grid` x `--grid` grid of (dx, dy) in [-extent, extent]
-(dz = 0, gripper command as recorded). Written to `--out`: `energy_landscape.png` (heatmaps of the first pairs, dark = low
-energy, dx to the right and dy up, the true action a white cross and the argmin a red circle) and `energy_landscape.json` (per pair: true action, argmin, their
-distance, and the distance a random grid point has on average, the no-knowledge control). Units are agent-step
-action units (1 = 5 cm).
+(dz = 0, gripper command as recorded). Units are agent-step action units (1 = 5 cm).
+
+`--variant` renders the same trajectory in one of the planning evaluation's zero-shot scenes (e.g. `camera_shift`).
+`--goal-offset K` takes the goal K steps after the start: the one-step minimum cannot reach it, and what counts is
+its direction (`cosine` against the summed actions: what a planner's first move needs).
+
+Written to `--out`: `energy_landscape.png` (heatmaps of the first pairs, dark = low energy, dx to the right and dy
+up, the true action a white cross and the argmin a red circle) and `energy_landscape.json` (per pair: true action,
+argmin, their distance and cosine, and the distance a random grid point has on average, the no-knowledge control).
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vjepa_vlm.data.robot_sim import make_fetch_env
+from vjepa_vlm.data.robot_sim import VARIANTS, make_fetch_env
 from vjepa_vlm.eval.inspection_plots import heatmap_panel, hstack
 from vjepa_vlm.eval.planning import FRAME_SKIP
 from vjepa_vlm.eval.world_model_inspection import (
     action_grid,
+    direction_cosine,
     encode_rendered,
     energy_landscape,
     random_guess_distance,
@@ -43,10 +49,16 @@ def parse_args(argv):
     parser.add_argument("--extent", type=float, default=2.0, help="grid half-width in action units (1 = 5 cm)")
     parser.add_argument("--magnitude", type=float, default=1.5, help="true actions: each of dx, dy uniform in +-this")
     parser.add_argument("--plots", type=int, default=4, help="pairs drawn in the PNG")
+    parser.add_argument("--variant", default="default", choices=VARIANTS,
+                        help="scene variant the pairs are rendered in (the planning evaluation's zero-shot scenes)")
+    parser.add_argument("--goal-offset", type=int, default=1,
+                        help="the goal is this many agent steps after the start; > 1 asks whether the one-step "
+                             "minimum heads toward a goal it cannot reach in one step (the 'true' action is then "
+                             "the sum of the steps' actions)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.pairs < 1 or args.plots < 0:
-        parser.error("--pairs must be >= 1 and --plots >= 0")
+    if args.pairs < 1 or args.plots < 0 or args.goal_offset < 1:
+        parser.error("--pairs and --goal-offset must be >= 1 and --plots >= 0")
     if args.magnitude > args.extent:
         parser.error(f"--magnitude {args.magnitude} exceeds --extent {args.extent}: true actions would fall off the grid")
     return args
@@ -68,9 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model = VJEPA2WorldModel.from_pretrained(args.model).eval()
     size = model.config.predictor_config.crop_size
-    env = make_fetch_env(size=size, max_steps=(args.pairs + 2) * FRAME_SKIP)
+    steps = args.pairs + args.goal_offset - 1
+    env = make_fetch_env(size=size, max_steps=(steps + 2) * FRAME_SKIP, variant=args.variant)
     env.reset(seed=args.seed)
-    trajectory = random_planar_trajectory(env, args.pairs, np.random.default_rng(args.seed), args.magnitude)
+    trajectory = random_planar_trajectory(env, steps, np.random.default_rng(args.seed), args.magnitude)
     env.close()
     features = encode_rendered(model, trajectory.frames)
     states = torch.from_numpy(trajectory.states)
@@ -78,8 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
     axis, planar = action_grid(args.extent, args.grid)
     rows, landscapes = [], []
     for pair in range(args.pairs):
-        energy = energy_landscape(model, features[pair], states[pair], features[pair + 1], planar, actions[pair])
-        true_xy = actions[pair, :2]
+        goal = pair + args.goal_offset
+        energy = energy_landscape(model, features[pair], states[pair], features[goal], planar, actions[pair])
+        true_xy = actions[pair:goal, :2].sum(0)
         best = planar[int(energy.argmin())]
         rows.append({
             "pair": pair,
@@ -90,17 +104,23 @@ def main(argv: list[str] | None = None) -> dict:
             "random_guess_abs_error_xy": [round(float(v), 4) for v in (planar - true_xy).abs().mean(0)],
             "random_guess_distance": random_guess_distance(planar, true_xy),
             "zero_action_distance": float(true_xy.norm()),
+            "cosine": float(direction_cosine(best[None], true_xy)),
             "energy_min": float(energy.min()),
             "energy_max": float(energy.max()),
         })
         landscapes.append(energy)
     summary = {
         "model": args.model,
+        "variant": args.variant,
         "pairs": args.pairs,
         "grid": args.grid,
         "extent": args.extent,
         "grid_spacing": 2 * args.extent / (args.grid - 1),
+        "goal_offset": args.goal_offset,
         "seed": args.seed,
+        # The no-knowledge control of the direction: a uniformly drawn grid point's mean cosine is about 0.
+        "mean_cosine": float(np.mean([row["cosine"] for row in rows])),
+        "argmin_heads_toward_goal": int(sum(row["cosine"] > 0 for row in rows)),
         **{f"mean_{key}": float(np.mean([row[key] for row in rows]))
            for key in ("distance", "random_guess_distance", "zero_action_distance")},
         # Per axis: a model may have learned one direction of motion and not the other.
@@ -114,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.plots:
         plot_landscapes(out / "energy_landscape.png", axis, landscapes[: args.plots], rows[: args.plots])
     print(f"argmin-to-true distance {summary['mean_distance']:.3f} (random grid point {summary['mean_random_guess_distance']:.3f}, "
-          f"zero action {summary['mean_zero_action_distance']:.3f}) over {args.pairs} pairs; {out}")
+          f"zero action {summary['mean_zero_action_distance']:.3f}), direction cosine {summary['mean_cosine']:.2f} "
+          f"over {args.pairs} pairs; {out}")
     return summary
 
 

@@ -14,6 +14,7 @@ from vjepa2_oracle import randomize_
 from vjepa_vlm.eval.inspection_plots import colorize
 from vjepa_vlm.eval.world_model_inspection import (
     action_grid,
+    direction_cosine,
     energy_landscape,
     random_guess_distance,
 )
@@ -115,3 +116,40 @@ def test_script_writes_landscapes_distances_and_controls(tmp_path):
         assert image.width > 1.8 * image.height  # two panels side by side
     with pytest.raises(SystemExit):
         script.main(["--model", "x", "--out", str(tmp_path), "--magnitude", "3", "--extent", "2"])
+
+
+def test_script_renders_the_same_trajectory_in_a_zero_shot_scene(tmp_path):
+    model = randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=1).eval()
+    model.save_pretrained(tmp_path / "model")
+    common = ["--model", str(tmp_path / "model"), "--pairs", "1", "--grid", "5", "--plots", "0"]
+    default = script.main(common + ["--out", str(tmp_path / "default")])
+    shifted = script.main(common + ["--variant", "camera_shift", "--out", str(tmp_path / "shift")])
+    assert (default["variant"], shifted["variant"]) == ("default", "camera_shift")
+    # Same seed, same actions; another view gives the model other pixels and so other energies.
+    assert shifted["rows"][0]["true_xy"] == default["rows"][0]["true_xy"]
+    assert shifted["rows"][0]["energy_min"] != pytest.approx(default["rows"][0]["energy_min"])
+    with pytest.raises(SystemExit):
+        script.main(common + ["--variant", "fisheye", "--out", str(tmp_path / "x")])
+
+
+def test_direction_cosine_reads_heading_and_gives_zero_for_no_move():
+    planar = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, 0.0]])
+    assert direction_cosine(planar, torch.tensor([2.0, 0.0])).tolist() == pytest.approx([1.0, 0.0, -1.0, 0.0])
+    assert direction_cosine(planar, torch.zeros(2)).tolist() == [0.0] * 4
+
+
+def test_script_goal_offset_scores_a_goal_several_steps_ahead_against_the_summed_actions(tmp_path):
+    model = randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=1).eval()
+    model.save_pretrained(tmp_path / "model")
+    common = ["--model", str(tmp_path / "model"), "--grid", "5", "--plots", "1"]
+    one = script.main(common + ["--pairs", "2", "--out", str(tmp_path / "one")])
+    two = script.main(common + ["--pairs", "1", "--goal-offset", "2", "--out", str(tmp_path / "two")])
+    # The same seed records the same first steps, so the two-step target is the sum of the first two actions.
+    summed = [a + b for a, b in zip(one["rows"][0]["true_xy"], one["rows"][1]["true_xy"])]
+    assert two["goal_offset"] == 2 and two["rows"][0]["true_xy"] == pytest.approx(summed, abs=1e-3)
+    row = two["rows"][0]
+    assert row["cosine"] == pytest.approx(float(direction_cosine(torch.tensor([row["argmin_xy"]]),
+                                                                 torch.tensor(row["true_xy"]))), abs=1e-3)
+    assert two["argmin_heads_toward_goal"] == int(row["cosine"] > 0)
+    with pytest.raises(SystemExit):
+        script.main(common + ["--goal-offset", "0", "--out", str(tmp_path / "x")])
