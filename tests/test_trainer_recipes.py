@@ -93,3 +93,14 @@ def test_data_workers_are_a_stage_setting():
     assert config.data.num_workers == 2
     with pytest.raises(ValueError, match="data.num_workers must be >= 0"):
         validate_config(load_stage_config(RECIPES / "stage1_tiny.yaml", ["data.num_workers=-1"]))
+
+
+def test_the_embedded_vlm_takes_another_projector_than_its_presets(tmp_path):
+    from vjepa_vlm.train.embedded import EmbeddedArgs, ensure_tiny_vlm
+
+    world = dict(world_dir=str(tmp_path / "world"), world_train=2, world_test=1, vocab_size=300)
+    default = VJEPA2VLMConfig.from_pretrained(ensure_tiny_vlm(EmbeddedArgs(**world, init_dir=str(tmp_path / "a"))))
+    pooled = VJEPA2VLMConfig.from_pretrained(ensure_tiny_vlm(EmbeddedArgs(
+        **world, init_dir=str(tmp_path / "b"), projector_type="attentive_pooler", pooling_ratio=16)))
+    assert (default.projector_type, default.pooling_ratio) == ("mlp", 1)  # the tiny preset's
+    assert (pooled.projector_type, pooled.pooling_ratio) == ("attentive_pooler", 16)

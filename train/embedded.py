@@ -66,6 +66,8 @@ class EmbeddedArgs:
             whose weights replace the random tiny encoder (its config then defines the encoder); None keeps
             the random initialization.
         seed: initialization seed of the tiny VLM.
+        projector_type, pooling_ratio: the projector, when not the preset's (None keeps it): e.g. "mlp" with
+            ratio 1 for one LLM token per patch token instead of the SmolLM2 preset's attentive pooler (16:1).
     """
 
     world_dir: str = "runs/synthetic_world"
@@ -81,6 +83,8 @@ class EmbeddedArgs:
     vision_feature_layer: int = 0
     encoder_from: str | None = None
     seed: int = 0
+    projector_type: str | None = None
+    pooling_ratio: int | None = None
 
 
 def ensure_world(args: EmbeddedArgs) -> Path:
@@ -147,9 +151,11 @@ def ensure_tiny_vlm(args: EmbeddedArgs, is_main_process: bool = True) -> Path:
 
         vision = VJEPA2Config.from_pretrained(args.encoder_from).to_diff_dict()
         vision.pop("model_type", None)
+    projector = {key: value for key in ("projector_type", "pooling_ratio")
+                 if (value := getattr(args, key)) is not None}
     config = VJEPA2VLMConfig.from_preset(
         args.preset, vision_overrides=vision, text_overrides={"vocab_size": len(tokenizer)},
-        vision_feature_layer=args.vision_feature_layer,
+        vision_feature_layer=args.vision_feature_layer, **projector,
     )
     torch.manual_seed(args.seed)
     model = VJEPA2VLMForConditionalGeneration(config)
