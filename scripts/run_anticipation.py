@@ -70,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--context-frames", type=int, default=32)
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the context clips")
     parser.add_argument("--max-frames", type=int, default=64, help="frame budget of the predictor")
+    parser.add_argument("--predictor-mask-index", type=int, default=1,
+                        help="mask token of the predicted slice: the reference's 1 is trained only by a pretraining "
+                             "recipe with at least two mask configs (0 for one config)")
     add_probe_sweep_arguments(parser)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, required=True, help="result JSON")
@@ -84,6 +87,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 0 < args.val_fraction < 1:
         parser.error(f"--val-fraction must lie in (0, 1): the head is chosen on validation, got {args.val_fraction}")
     return args
+
+
+def mask_token_untrained(model: VJEPA2ForActionAnticipation) -> bool:
+    """Whether the predictor's mask token for the predicted slice is still all zeros: mask tokens start at zero
+    (`pred_zero_init_mask_tokens`) and pretraining moves only those of its mask configs (one token per config)."""
+    tokens = model.vjepa2.predictor.embeddings.mask_tokens
+    return not tokens[model.config.predictor_mask_index].any().item()
 
 
 def load_data(cli) -> tuple[list, list, tuple[int, int, int]]:
@@ -199,7 +209,17 @@ def main(argv=None) -> dict:
         backbone, num_verbs=verbs, num_nouns=nouns, num_actions=actions, frames_per_second=cli.fps,
         context_frames=cli.context_frames, max_frames=cli.max_frames, pooler_num_attention_heads=cli.num_heads,
         num_pooler_layers=cli.num_blocks - 1, probe_position_embedding=position_embedding,
+        predictor_mask_index=cli.predictor_mask_index,
     )
+    num_mask_tokens = model.vjepa2.predictor.embeddings.mask_tokens.shape[0]
+    if not 0 <= cli.predictor_mask_index < num_mask_tokens:
+        raise ValueError(f"--predictor-mask-index {cli.predictor_mask_index}: {cli.encoder}'s predictor has mask tokens "
+                         f"0 to {num_mask_tokens - 1}")
+    untrained = not cli.random_init and mask_token_untrained(model)
+    if untrained and {"predictor", "both"} & set(cli.features):
+        print(f"warning: mask token {cli.predictor_mask_index} of {cli.encoder}'s predictor is all zeros, so "
+              "pretraining never trained it (a recipe with fewer mask configs); the predicted tokens read an "
+              "input the predictor has not seen. Pass --predictor-mask-index of a trained token.", flush=True)
     task = AnticipationTask(model.config)
     sampling = AnticipationSampling(train_draws=cli.train_draws)
     for name, segments in (("train", train), ("test", test)):
@@ -220,7 +240,8 @@ def main(argv=None) -> dict:
                "num_items": {name: len(segments) for name, (segments, _) in contexts.items()},
                "classes": {"verbs": verbs, "nouns": nouns, "actions": actions},
                "train_draws": cli.train_draws, "context_frames": cli.context_frames, "fps": cli.fps,
-               "position_embedding": cli.position_embedding, "features": {}}
+               "position_embedding": cli.position_embedding, "predictor_mask_index": cli.predictor_mask_index,
+               "predictor_mask_token_untrained": untrained, "features": {}}
     side = cli.resolution // model.config.patch_size
     for features in cli.features:
         data = {name: select_anticipation_features(*tokens[name], features) for name in contexts}

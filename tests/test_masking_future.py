@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+
+from vjepa_vlm.modeling_vjepa2_anticipation import anticipation_masks
 from vjepa_vlm.train.config import load_config
 from vjepa_vlm.train.pretrain import TINY_RECIPE, PretrainConfig, load_recipe
 from vjepa_vlm.vision.masking import (
@@ -11,8 +13,6 @@ from vjepa_vlm.vision.masking import (
     default_mask_configs,
     grid_size_for,
 )
-
-from vjepa_vlm.modeling_vjepa2_anticipation import anticipation_masks
 
 torch.set_num_threads(1)
 
