@@ -9,7 +9,8 @@ with the frames that follow them, and the whole clip is encoded, as the pretrain
 slice at the predicted position is the *real* future slice, the predictor's target. Two questions, per t:
 
 1. How close is the prediction? Mean L1 distance to the real slice's layer-normed tokens (the pretraining loss),
-   against two predictions that need no predictor: the context's last slice copied forward, and the training mean
+   against two predictions that need no predictor: the context's last slice copied forward (encoded by the
+   encoder that gives the real slice), and the training mean
    of the real slice (a predictor that learned only the average future).
 2. What does the slice carry? The linear read-out of `anticipation_pixel_baseline.py` (each slice pooled to 4 x 4
    tokens; absolute differences of consecutive slices and the last slice; one logistic regression per task,
@@ -36,13 +37,14 @@ from vjepa_vlm.scripts.run_probe import load_encoder
 
 
 @torch.no_grad()
-def slices_at(model, segments, seconds: float, resolution: int, batch_size: int = 16) -> dict[str, torch.Tensor]:
-    """(items, slices, h*w, D) token slices: the context's encoder slices, the predicted slice, the real slice."""
+def slices_at(model, segments, seconds: float, resolution: int, target=None, batch_size: int = 16) -> dict[str, torch.Tensor]:
+    """(items, slices, h*w, D) token slices: the context's encoder slices, the predicted slice, the real slice (from
+    the `target` VJEPA2Model's encoder, `model`'s when None)."""
     config = model.config
     fps, tubelet = config.frames_per_second, config.tubelet_size
     steps = int(anticipation_steps(torch.tensor([seconds]), fps, tubelet))
     future_frames = (steps + 1) * tubelet
-    out = {"context": [], "predicted": [], "real": []}
+    out = {"context": [], "predicted": [], "real": [], "last": []}
     for start in range(0, len(segments), batch_size):
         batch = segments[start : start + batch_size]
         frames = []
@@ -54,11 +56,14 @@ def slices_at(model, segments, seconds: float, resolution: int, batch_size: int 
         clips = torch.stack([load_context(s, f, resolution) for s, f in zip(batch, frames)])
         context = clips[:, : config.context_frames]
         encoded, predicted = model.anticipation_tokens(context, torch.full((len(batch),), seconds))
-        whole = model.vjepa2.encoder(clips).last_hidden_state
+        target_encoder = (model.vjepa2 if target is None else target).encoder
+        whole = target_encoder(clips).last_hidden_state
+        last = encoded if target is None else target_encoder(context).last_hidden_state
         per_slice = encoded.shape[1] // (config.context_frames // tubelet)
         out["context"].append(encoded.unflatten(1, (-1, per_slice)))
         out["predicted"].append(predicted.unflatten(1, (-1, per_slice)))
         out["real"].append(whole.unflatten(1, (-1, per_slice))[:, -1:])
+        out["last"].append(last.unflatten(1, (-1, per_slice))[:, -1:])
     return {name: torch.cat(parts) for name, parts in out.items()}
 
 
@@ -88,6 +93,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--world", type=Path, required=True)
     parser.add_argument("--encoder", type=Path, required=True, help="VJEPA2Model directory (encoder + predictor)")
+    parser.add_argument("--target-encoder", type=Path,
+                        help="VJEPA2Model directory whose encoder gives the real slice (default: --encoder's); a "
+                             "checkpoint's target/ when --encoder is its online/, as the pretraining loss compares")
     parser.add_argument("--predictor-mask-index", type=int, default=1)
     parser.add_argument("--limit-train", type=int, help="first N training actions")
     parser.add_argument("--times", type=float, nargs="+", default=[0.25, 1.75])
@@ -105,15 +113,16 @@ def main(argv=None) -> dict:
         load_encoder(cli.encoder, False, 0), num_verbs=1, num_nouns=1, num_actions=1, frames_per_second=cli.fps,
         context_frames=cli.context_frames, max_frames=cli.context_frames + 8,
         predictor_mask_index=cli.predictor_mask_index).eval()
+    target = None if cli.target_encoder is None else load_encoder(cli.target_encoder, False, 0).eval()
     side = cli.resolution // model.config.patch_size
     results = {}
     for seconds in cli.times:
-        tr, te = slices_at(model, train, seconds, cli.resolution), slices_at(model, test, seconds, cli.resolution)
+        tr, te = (slices_at(model, part, seconds, cli.resolution, target) for part in (train, test))
         norm = lambda x: F.layer_norm(x, x.shape[-1:])
         real = norm(te["real"][:, 0])
         distance = {
             "predicted": (te["predicted"][:, 0] - real).abs().mean().item(),
-            "last context slice copied": (norm(te["context"][:, -1]) - real).abs().mean().item(),
+            "last context slice copied": (norm(te["last"][:, 0]) - real).abs().mean().item(),
             "training mean of the real slice": (norm(tr["real"][:, 0]).mean(0) - real).abs().mean().item(),
         }
         features = {
@@ -129,7 +138,8 @@ def main(argv=None) -> dict:
         print(f"t={seconds:g}s L1 to the real slice: " + ", ".join(f"{k} {v:.3f}" for k, v in distance.items()))
         for name, score in scores.items():
             print(f"  {name}: " + " ".join(f"{k} {100 * v:.1f}" for k, v in score.items()), flush=True)
-    summary = {"world": str(cli.world), "encoder": str(cli.encoder), "predictor_mask_index": cli.predictor_mask_index,
+    summary = {"world": str(cli.world), "encoder": str(cli.encoder), "target_encoder": str(cli.target_encoder),
+               "predictor_mask_index": cli.predictor_mask_index,
                "num_train": len(train), "num_test": len(test), "C": cli.C, "results": results}
     cli.output.parent.mkdir(parents=True, exist_ok=True)
     cli.output.write_text(json.dumps(summary, indent=2))
