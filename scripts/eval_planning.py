@@ -36,6 +36,7 @@ from vjepa_vlm.data.robot_sim import VARIANTS, make_fetch_env
 from vjepa_vlm.eval.planning import (
     FETCH_CEM,
     FRAME_SKIP,
+    SUCCESS_M,
     TASKS,
     BCPolicy,
     OraclePolicy,
@@ -50,6 +51,9 @@ from vjepa_vlm.eval.planning import (
 from vjepa_vlm.vision.planner import CEMConfig
 
 BASELINES = ("random", "oracle")
+# A failed episode that ends within this of its closest approach was still closing in (or stalled) when time ran out.
+STALL_M = 0.02
+FAILURE_MODES = ("error", "left_the_goal", "moved_away", "stopped_short", "turned_back")
 EPISODES_FILE = "episodes.jsonl"
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (23, 190, 207)]
@@ -162,8 +166,31 @@ def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def failure_mode(record: dict) -> str | None:
+    """Where a failed episode's distance curve went (None for a success), so failures can be told apart:
+
+        error           it raised (or no goal could be drawn)
+        left_the_goal   within SUCCESS_M at some step, not at the end
+        moved_away      it ended farther from the goal than it started
+        stopped_short   closer than at the start and within STALL_M of its closest approach: out of steps
+        turned_back     it came closer, then ended more than STALL_M farther than its closest approach
+    """
+    if record["success"]:
+        return None
+    distances = record["distances"]
+    if record["error"] is not None or not distances:
+        return "error"
+    if min(distances) < SUCCESS_M:
+        return "left_the_goal"
+    if distances[-1] > distances[0]:
+        return "moved_away"
+    if distances[-1] - min(distances) <= STALL_M:
+        return "stopped_short"
+    return "turned_back"
+
+
 def summarize(records: list[dict]) -> dict:
-    """Per (method, variant, task): successes, N, mean final distance, mean seconds per action."""
+    """Per (method, variant, task): successes, N, mean final distance, mean seconds per action, failures by mode."""
     cells = defaultdict(list)
     for record in records:
         cells[(record["method"], record["variant"], record["task"])].append(record)
@@ -177,6 +204,7 @@ def summarize(records: list[dict]) -> dict:
             "mean_start_distance_m": sum(r["start_distance"] for r in rows) / len(rows),
             "errors": sum(r["error"] is not None for r in rows),
             "act_seconds_per_step": sum(r["act_seconds_per_step"] for r in rows) / len(rows),
+            "failure_modes": {mode: sum(failure_mode(r) == mode for r in rows) for mode in FAILURE_MODES},
         }
     return summary
 

@@ -175,3 +175,23 @@ def test_planner_executes_the_mapped_motion_and_the_script_passes_the_map_on(env
     with pytest.raises(FileNotFoundError, match="nothing.json: not a file"):
         eval_planning.main(argv + ["--action-map", str(tmp_path / "nothing.json")])
     assert not (tmp_path / "eval").exists()
+
+
+def test_failed_episodes_are_told_apart_by_where_their_distance_went():
+    def record(distances, success=False, error=None):
+        return {"method": "m", "variant": "default", "task": "reach", "success": success, "error": error,
+                "distances": distances, "final_distance": distances[-1] if distances else float("nan"),
+                "start_distance": distances[0] if distances else float("nan"), "act_seconds_per_step": 0.1}
+
+    cases = {
+        None: record([0.2, 0.1, 0.03], success=True),
+        "error": record([], error="RuntimeError: no goal"),
+        "left_the_goal": record([0.2, 0.04, 0.07]),
+        "moved_away": record([0.2, 0.15, 0.3]),
+        "stopped_short": record([0.2, 0.12, 0.09, 0.1]),
+        "turned_back": record([0.2, 0.08, 0.15]),
+    }
+    assert {mode: eval_planning.failure_mode(r) for mode, r in cases.items()} == {m: m for m in cases}
+    cell = eval_planning.summarize(list(cases.values()))["m/default/reach"]
+    assert (cell["n"], cell["successes"]) == (6, 1)
+    assert cell["failure_modes"] == dict.fromkeys(eval_planning.FAILURE_MODES, 1)
