@@ -75,12 +75,12 @@ def readout(slices: torch.Tensor, side: int) -> np.ndarray:
     return torch.cat((motion, pooled[:, -1].flatten(1)), dim=1).numpy()
 
 
-def recall(x_train, x_test, train_labels, test_labels, c: float) -> dict[str, float]:
+def recall(x_train, x_test, train_labels, test_labels, c: float, max_iter: int = 300) -> dict[str, float]:
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     scores = {}
     for i, task in enumerate(ANTICIPATION_TASKS):
-        fit = LogisticRegression(C=c, max_iter=300).fit(x_train, train_labels[:, i].numpy())
+        fit = LogisticRegression(C=c, max_iter=max_iter).fit(x_train, train_labels[:, i].numpy())
         width = int(max(train_labels[:, i].max(), test_labels[:, i].max())) + 1
         logits = np.full((len(x_test), width), -np.inf)
         logits[:, fit.classes_] = fit.predict_log_proba(x_test)
@@ -103,6 +103,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--fps", type=float, default=4.0)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the logistic regressions")
+    parser.add_argument("--max-iter", type=int, default=300, help="iterations of each logistic regression")
     parser.add_argument("--output", type=Path, required=True)
     cli = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -132,7 +133,7 @@ def main(argv=None) -> dict:
             "context + predicted slice": lambda d: torch.cat((d["context"], d["predicted"]), dim=1),
             "context + real slice": lambda d: torch.cat((d["context"], d["real"]), dim=1),
         }
-        scores = {name: recall(readout(pick(tr), side), readout(pick(te), side), train_labels, test_labels, cli.C)
+        scores = {name: recall(readout(pick(tr), side), readout(pick(te), side), train_labels, test_labels, cli.C, cli.max_iter)
                   for name, pick in features.items()}
         results[f"{seconds:g}"] = {"l1_to_real_slice": distance, "recall": scores}
         print(f"t={seconds:g}s L1 to the real slice: " + ", ".join(f"{k} {v:.3f}" for k, v in distance.items()))
