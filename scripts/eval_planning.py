@@ -292,7 +292,8 @@ def main(argv=None) -> dict:
     episodes_path = out / EPISODES_FILE
     done = {(r["method"], r["variant"], r["task"], r["episode"]) for r in read_records(episodes_path)}
     settings = {"samples": cem.samples, "top_k": cem.top_k, "iterations": cem.iterations, "horizon": cem.horizon,
-                "max_norm": cem.max_norm, "constraint": cem.constraint, "frame_skip": args.frame_skip, "seed": args.seed}
+                "max_norm": cem.max_norm, "constraint": cem.constraint, "init_std": cem.init_std,
+                "momentum": cem.momentum_mean, "frame_skip": args.frame_skip, "seed": args.seed}
     if calibration is not None:
         settings["action_map"] = calibration
     indices = range(args.first_episode, args.first_episode + args.episodes)

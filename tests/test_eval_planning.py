@@ -108,6 +108,7 @@ def test_eval_planning_end_to_end_writes_records_table_curves_and_resumes(tmp_pa
     ]
     tiny = [r for r in records if r["method"] == "tiny"]
     assert all(r["error"] is None and len(r["distances"]) == 11 and r["settings"]["samples"] == 8 for r in tiny)
+    assert tiny[0]["settings"]["init_std"] == FETCH_CEM.init_std and tiny[0]["settings"]["momentum"] == FETCH_CEM.momentum_mean
     assert result["summary"]["oracle/default/reach"]["successes"] == 2
     assert (out / "distance_reach_default.png").stat().st_size > 1000
     assert "| oracle | 100% (2/2)" in (out / "table.md").read_text()
