@@ -73,6 +73,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--random-init", action="store_true", help="the --encoder architecture, randomly initialized")
     parser.add_argument("--tokens", choices=("encoder", "predictor", "both"), default="encoder",
                         help="with --encoder: read the context's tokens, the predicted slice, or both")
+    parser.add_argument("--predictor-mask-index", type=int, default=1,
+                        help="mask token of the predicted slice (0 for a recipe with one mask config)")
     parser.add_argument("--output", type=Path, required=True)
     cli = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -84,7 +86,8 @@ def main(argv=None) -> dict:
     else:
         model = VJEPA2ForActionAnticipation.from_vjepa2(
             load_encoder(cli.encoder, cli.random_init, 0), num_verbs=1, num_nouns=1, num_actions=1,
-            frames_per_second=cli.fps, context_frames=cli.context_frames, max_frames=cli.context_frames + 8)
+            frames_per_second=cli.fps, context_frames=cli.context_frames, max_frames=cli.context_frames + 8,
+            predictor_mask_index=cli.predictor_mask_index)
         features = partial(token_features, model, resolution=cli.resolution, tokens=cli.tokens)
     results = {}
     for seconds in cli.times:
