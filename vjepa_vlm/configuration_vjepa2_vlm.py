@@ -5,6 +5,7 @@ A `VJEPA2VLMConfig` nests our encoder's `VJEPA2Config` as `vision_config` and an
 hyperparameters, so the real-size models can be built on the `meta` device without downloading anything.
 """
 
+import math
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
@@ -135,10 +136,12 @@ class VJEPA2VLMConfig(PreTrainedConfig):
         text_config (`PreTrainedConfig` or `dict`): any causal LM config; a dict needs a `model_type`
             (Qwen2 when omitted).
         projector_type (`str`): "mlp" (2-layer GELU MLP, one LLM token per patch token: the scaling setup,
-            appendix E.3) or "attentive_pooler" (learnable queries cross-attending to each tubelet's patch
-            tokens, `pooling_ratio` times fewer tokens: the controlled setup, Table 21).
-        pooling_ratio (`int`): patch tokens per LLM token for the attentive pooler (4, 8 or 16 in Table 21);
-            must divide the patch tokens of one tubelet at `vision_config.crop_size`; must be 1 for "mlp".
+            appendix E.3; with `pooling_ratio` > 1, followed by spatial average pooling: PerceptionLM's projector)
+            or "attentive_pooler" (learnable queries cross-attending to each tubelet's patch tokens,
+            `pooling_ratio` times fewer tokens: the controlled setup, Table 21).
+        pooling_ratio (`int`): patch tokens per LLM token (4, 8 or 16 for the attentive pooler in Table 21); must
+            divide the patch tokens of one tubelet at `vision_config.crop_size`; for "mlp" a square k * k (k x k
+            average pooling after the MLP, 4 in PerceptionLM) whose root k divides the patch grid's side.
         projector_hidden_act (`str`): activation of the MLP projector / pooler MLP.
         vision_feature_layer (`int` or `list[int]`): encoder block(s) whose outputs feed the projector; -1 is the
             normalized last layer; several layers are concatenated along channels.
@@ -177,8 +180,13 @@ class VJEPA2VLMConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         """Cross-field checks, run by `@strict` on construction."""
-        if self.projector_type == "mlp" and self.pooling_ratio != 1:
-            raise ValueError(f"projector_type='mlp' keeps every patch token: pooling_ratio must be 1, got {self.pooling_ratio}")
+        if self.projector_type == "mlp" and self.pooling_ratio > 1:
+            window, side = math.isqrt(self.pooling_ratio), self.vision_config.crop_size // self.vision_config.patch_size
+            if window * window != self.pooling_ratio or side % window:
+                raise ValueError(
+                    f"projector_type='mlp' pools k x k patch tokens after the MLP: pooling_ratio must be 1 or a square "
+                    f"k * k with k dividing the {side} x {side} patch grid, got {self.pooling_ratio}"
+                )
         if self.pooling_ratio < 1 or self.patches_per_tubelet % self.pooling_ratio != 0:
             raise ValueError(
                 f"pooling_ratio={self.pooling_ratio} must be >= 1 and divide the {self.patches_per_tubelet} patch tokens "

@@ -30,7 +30,8 @@ class VJEPA2VLMProcessor(ProcessorMixin):
         crop_size: encoder input resolution; video frames are center-cropped to it, images tiled at it.
         patch_size: encoder patch size (16).
         tubelet_size: frames per tubelet (2).
-        pooling_ratio: attentive-pooler ratio of the model (1 for the MLP projector).
+        pooling_ratio: patch tokens per LLM token, the model config's (attentive pooler, or k x k pooling after the
+            MLP projector; 1: one token per patch).
         num_frames: frames sampled per video (16 in stage 2, 32 in stage 3 of the scaling setup, Table 22).
         frame_sampling: "uniform" (Table 22) or "fps".
         target_fps: frame rate for "fps" sampling (1, Table 22).

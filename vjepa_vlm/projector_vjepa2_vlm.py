@@ -10,6 +10,8 @@ dict keeps the keys of the `nn.MultiheadAttention` it replaced (`cross_attention
 training states saved before load unchanged and no conversion step exists that could silently go wrong.
 """
 
+import math
+
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
@@ -19,10 +21,16 @@ from vjepa_vlm.vision.attentive_pooler import PoolerAttention
 
 
 class VJEPA2VLMMLPProjector(nn.Module):
-    """Two-layer MLP, one LLM token per patch token: the scaling setup (appendix E.3, "MLP projector without pooling").
+    """Two-layer MLP, then optional spatial average pooling of each tubelet's token grid.
+
+    With `pooling_ratio` 1, one LLM token per patch token: the scaling setup (appendix E.3, "MLP projector without
+    pooling"). With `pooling_ratio` k * k, PerceptionLM's projector (Cho et al., 2025): the MLP maps every patch
+    token, then a k x k average over the (h, w) grid of each tubelet keeps `h * w / k^2` tokens, in (t, h, w) order.
+    The MLP runs before the pooling, as in PerceptionLM, so the average is taken over LLM-space tokens.
 
     Args:
-        config: the VLM config; reads the vision width, the number of feature layers and the text width.
+        config: the VLM config; reads the vision width, the number of feature layers, the text width and
+            `pooling_ratio` (a square whose root divides the patch grid's side, checked by the config).
     """
 
     def __init__(self, config: VJEPA2VLMConfig):
@@ -32,9 +40,17 @@ class VJEPA2VLMMLPProjector(nn.Module):
         self.linear_1 = nn.Linear(in_features, text_dim)
         self.act = ACT2FN[config.projector_hidden_act]
         self.linear_2 = nn.Linear(text_dim, text_dim)
+        self.window = math.isqrt(config.pooling_ratio)
 
     def forward(self, features: torch.Tensor, grid_size: tuple[int, int, int]) -> torch.Tensor:
-        return self.linear_2(self.act(self.linear_1(features)))
+        tokens = self.linear_2(self.act(self.linear_1(features)))
+        if self.window == 1:
+            return tokens
+        num_clips, _, dim = tokens.shape
+        t, h, w = grid_size
+        grids = tokens.reshape(num_clips * t, h, w, dim).permute(0, 3, 1, 2)
+        pooled = nn.functional.avg_pool2d(grids, self.window)
+        return pooled.flatten(2).transpose(1, 2).reshape(num_clips, -1, dim)
 
 
 class VJEPA2VLMAttentivePooler(nn.Module):
