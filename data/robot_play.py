@@ -10,11 +10,12 @@ frames, states and actions are ever model inputs.
 
 `record_play` writes (see `lerobot_format` for the layout):
 
-    observation.images.front   the camera's RGB frames (H.264)
+    observation.images.NAME    the RGB frames of camera NAME of `robot_sim.CAMERAS` ("front" by default; H.264)
     observation.state          gripper xyz (m) + finger opening (m), the state before the step's action
     action                     the command sent at that step: dx, dy, dz in [-1, 1] (x 0.05 m), gripper (+1 opens)
     eval.block_pose            block xyz + quaternion; for evaluation only, never fed to a model
-    meta/recording.json        seed, policy, simulator, camera, and how often the block moved / was lifted
+    meta/recording.json        seed, policy, simulator, camera (name and settings), and how often the block
+                               moved / was lifted
 
 Episode i depends only on (seed, i), so the dataset is identical whatever the worker count.
 """
@@ -35,10 +36,17 @@ from tqdm.auto import tqdm
 from vjepa_vlm.data.lerobot_format import LeRobotWriter, vector_feature, video_feature
 from vjepa_vlm.data.manifests import OutputExistsError, atomic_output_dir
 from vjepa_vlm.data.robot_sim import (
-    ACTION_NAMES, ACTION_SCALE_M, BLOCK_POSE_NAMES, DEFAULT_CAMERA, ENV_ID, STATE_NAMES, check_frame_size, make_fetch_env,
+    ACTION_NAMES, ACTION_SCALE_M, BLOCK_POSE_NAMES, CAMERAS, ENV_ID, STATE_NAMES, camera_name_of, camera_settings,
+    check_frame_size, make_fetch_env,
 )
 
-CAMERA_KEY = "observation.images.front"
+
+def camera_key(camera: str) -> str:
+    """The dataset feature holding the frames of a named camera."""
+    return f"observation.images.{camera}"
+
+
+CAMERA_KEY = camera_key("front")
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 BLOCK_KEY = "eval.block_pose"
@@ -197,11 +205,11 @@ _worker_env = None
 _worker_error: Exception | None = None
 
 
-def _init_worker(size: int, steps: int) -> None:
+def _init_worker(size: int, steps: int, camera: str) -> None:
     global _worker_env, _worker_error
     # An initializer that raises makes the pool start replacement workers forever; the first job reports it.
     try:
-        _worker_env = make_fetch_env(size, steps)
+        _worker_env = make_fetch_env(size, steps, camera=camera)
     except Exception as error:
         _worker_error = error
 
@@ -242,6 +250,7 @@ def record_play(
     episodes_per_file: int = 50,
     overwrite: bool = False,
     progress: bool = True,
+    camera: str = "front",
 ) -> PlaySummary:
     """Record `episodes` play episodes of `steps` steps into a new LeRobot dataset at `out_dir`, atomically.
 
@@ -256,6 +265,7 @@ def record_play(
         episodes_per_file: episodes per data parquet / video file.
         overwrite: replace an existing `out_dir`.
         progress: progress bar over episodes on stderr.
+        camera: a name of `robot_sim.CAMERAS`; the frames go into `camera_key(camera)`.
 
     Raises:
         SimulatorUnavailableError: the `robot` extra is missing or MuJoCo cannot render offscreen.
@@ -269,11 +279,13 @@ def record_play(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    settings = camera_settings(camera)
+    key = camera_key(camera)
     if Path(out_dir).exists() and not overwrite:
         raise OutputExistsError(Path(out_dir))
     started = time.perf_counter()
     # Built before any output exists, so a machine that cannot render fails without leaving anything behind.
-    env = make_fetch_env(size, steps) if workers == 1 else None
+    env = make_fetch_env(size, steps, camera=camera) if workers == 1 else None
     moved = lifted = 0
     try:
         with atomic_output_dir(out_dir, overwrite=overwrite) as root:
@@ -282,7 +294,7 @@ def record_play(
             if env is None:
                 context = multiprocessing.get_context(MP_CONTEXT)
                 context.set_forkserver_preload([__name__])
-                pool = context.Pool(workers, _init_worker, (size, steps))
+                pool = context.Pool(workers, _init_worker, (size, steps, camera))
             with pool or nullcontext():
                 # imap keeps episode order, so the files do not depend on the worker count.
                 made = (record_episode(env, *job) for job in jobs) if pool is None else pool.imap(_episode_job, jobs)
@@ -291,7 +303,7 @@ def record_play(
                 for record in bar:
                     if writer is None:
                         features = {
-                            CAMERA_KEY: video_feature(size, size, fps=record["fps"]),
+                            key: video_feature(size, size, fps=record["fps"]),
                             STATE_KEY: vector_feature(STATE_NAMES),
                             ACTION_KEY: vector_feature(ACTION_NAMES),
                             BLOCK_KEY: vector_feature(BLOCK_POSE_NAMES),
@@ -300,7 +312,7 @@ def record_play(
                             root, fps=record["fps"], features=features, robot_type="fetch", episodes_per_file=episodes_per_file
                         )
                     writer.add_episode(
-                        {CAMERA_KEY: record["frames"]},
+                        {key: record["frames"]},
                         {STATE_KEY: record["state"], ACTION_KEY: record["action"], BLOCK_KEY: record["block_pose"]},
                         TASKS[policy],
                     )
@@ -309,7 +321,7 @@ def record_play(
             writer.finish()
             recording = {
                 "simulator": ENV_ID, "policy": policy, "seed": seed, "episodes": episodes, "steps": steps, "size": size,
-                "camera": DEFAULT_CAMERA, "camera_key": CAMERA_KEY,
+                "camera": settings, "camera_name": camera, "camera_key": key,
                 "evaluation_only": [BLOCK_KEY],
                 "block_moved_episodes": moved, "block_lifted_episodes": lifted,
                 "moved_threshold_m": MOVED_M, "lifted_threshold_m": LIFTED_M,
@@ -319,3 +331,23 @@ def record_play(
         if env is not None:
             env.close()
     return PlaySummary(Path(out_dir), episodes, episodes * steps, moved, lifted, time.perf_counter() - started)
+
+
+def recorded_camera(root: str | Path) -> str | None:
+    """The camera name a dataset was recorded with, from its `meta/recording.json` (None without that file: not a
+    recording of this simulator). Recordings made before cameras had names store only the settings."""
+    path = Path(root) / "meta" / "recording.json"
+    if not path.is_file():
+        return None
+    recording = json.loads(path.read_text())
+    name = recording.get("camera_name")
+    if name is None:
+        if not isinstance(recording.get("camera"), dict):
+            raise ValueError(f"{path}: expected a 'camera_name' or a 'camera' object of settings")
+        try:
+            return camera_name_of(recording["camera"])
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+    if name not in CAMERAS:
+        raise ValueError(f"{path}: camera_name {name!r} is none of {sorted(CAMERAS)}")
+    return name

@@ -19,6 +19,12 @@ import numpy as np
 ENV_ID = "FetchPickAndPlace-v4"
 # Front view of the table from the far side: gripper, fingers and block all visible (measured in issue #19).
 DEFAULT_CAMERA = {"distance": 1.4, "azimuth": 180.0, "elevation": -30.0, "lookat": (1.3, 0.75, 0.45)}
+# The front camera looks along the robot's x axis, so a gripper moving in x hardly moves in the image (issue #20:
+# planners misread dx). Turned 45 degrees around the table and looking down at 45 degrees, x, y and z displacements
+# all cross the image; gripper, block and the play workspace stay in view at 64 px (checked on rendered frames).
+OBLIQUE_CAMERA = {"distance": 1.3, "azimuth": 135.0, "elevation": -45.0, "lookat": (1.25, 0.75, 0.5)}
+# Named cameras for recording and evaluation; a world model is evaluated through the camera it was trained on.
+CAMERAS = {"front": DEFAULT_CAMERA, "oblique": OBLIQUE_CAMERA}
 STATE_NAMES = ("x", "y", "z", "gripper_opening")
 ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 BLOCK_POSE_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
@@ -32,6 +38,24 @@ VARIANT_BLOCK_RGBA = (0.85, 0.15, 0.1, 1.0)
 VARIANT_TABLE_SQUARES = 8
 # The camera turned 15 degrees around the table and 5 degrees steeper.
 VARIANT_CAMERA_SHIFT = {"azimuth": 15.0, "elevation": -5.0}
+
+
+def camera_settings(name: str) -> dict:
+    """The MuJoCo free-camera settings of a named camera (a copy)."""
+    if name not in CAMERAS:
+        raise ValueError(f"unknown camera {name!r}; expected one of {sorted(CAMERAS)}")
+    return dict(CAMERAS[name])
+
+
+def camera_name_of(settings: dict) -> str:
+    """The name of the camera with these settings (as recording.json stores them), or a ValueError."""
+    def same(value, expected) -> bool:
+        return np.shape(value) == np.shape(expected) and bool(np.allclose(value, expected))
+
+    for name, camera in CAMERAS.items():
+        if all(same(settings.get(key, np.nan), value) for key, value in camera.items()):
+            return name
+    raise ValueError(f"camera settings {settings} are none of the named cameras {sorted(CAMERAS)}")
 
 
 class SimulatorUnavailableError(RuntimeError):
@@ -173,14 +197,15 @@ def _apply_scene_variant(model, mujoco, variant: str) -> None:
 
 
 def make_fetch_env(
-    size: int = 64, max_steps: int = 100, camera: dict | None = None, variant: str = "default"
+    size: int = 64, max_steps: int = 100, camera: str | dict | None = None, variant: str = "default"
 ) -> FetchCamera:
     """Build the Fetch pick-and-place simulator rendering `size` x `size` frames and check that it renders.
 
     Args:
         size: frame side in pixels (even, for H.264).
         max_steps: the env's time limit (gymnasium's `TimeLimit`), at least the longest episode recorded.
-        camera: MuJoCo free-camera settings (distance, azimuth, elevation, lookat); `DEFAULT_CAMERA` if None.
+        camera: a name of `CAMERAS`, or MuJoCo free-camera settings (distance, azimuth, elevation, lookat);
+            `DEFAULT_CAMERA` if None.
         variant: one of `VARIANTS`: the recorded scene ("default"), a red block, a checkered table, or the
             camera turned by `VARIANT_CAMERA_SHIFT` (added to `camera`).
 
@@ -193,7 +218,7 @@ def make_fetch_env(
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     gymnasium, mujoco = _import_simulator()
-    camera = dict(DEFAULT_CAMERA if camera is None else camera)
+    camera = camera_settings(camera) if isinstance(camera, str) else dict(DEFAULT_CAMERA if camera is None else camera)
     if variant == "camera_shift":
         camera.update({key: camera[key] + shift for key, shift in VARIANT_CAMERA_SHIFT.items()})
     camera["lookat"] = np.asarray(camera["lookat"], dtype=np.float64)

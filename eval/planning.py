@@ -43,6 +43,7 @@ from vjepa_vlm.data.robot_play import WORKSPACE_XY
 from vjepa_vlm.data.robot_sim import (
     ACTION_NAMES,
     ACTION_SCALE_M,
+    CAMERAS,
     STATE_NAMES,
     FetchCamera,
 )
@@ -353,6 +354,31 @@ def check_world_model(model, size: int, where: str) -> None:
         problems.append(f"crop_size={config.crop_size} but goal images and frames are rendered at {size} pixels")
     if problems:
         raise ValueError(f"{where}: the world model does not fit the Fetch evaluation: {'; '.join(problems)}")
+
+
+def model_camera(model, where: str) -> str:
+    """The named camera (`robot_sim.CAMERAS`) a world model was trained on: `config.camera`, which the world-model
+    trainer copies from its dataset's recording.json. Models saved before cameras were named carry none; they were
+    all trained on the front camera."""
+    camera = getattr(model.config, "camera", "front")
+    if camera not in CAMERAS:
+        raise ValueError(f"{where}: the world model's config.json names camera {camera!r}, none of {sorted(CAMERAS)}")
+    return camera
+
+
+def resolve_camera(requested: str | None, trained_on: dict[str, str]) -> str:
+    """The camera an evaluation renders through: the one every model was trained on (`trained_on`: what -> camera
+    name); a `requested` camera must be that one. A model sees only the view it learned, so a mismatch is refused
+    (a turned camera is the `camera_shift` variant, relative to this one). Without models: `requested` or front."""
+    if requested is not None and requested not in CAMERAS:
+        raise ValueError(f"camera {requested!r} is none of {sorted(CAMERAS)}")
+    names = sorted(set(trained_on.values()))
+    if len(names) > 1:
+        raise ValueError(f"the models were trained on different cameras ({trained_on}); evaluate them in separate runs")
+    if requested is not None and names and requested != names[0]:
+        raise ValueError(f"camera {requested!r} was asked for, but the models were trained on {names[0]!r} "
+                         f"({trained_on}); leave the camera out to use theirs")
+    return names[0] if names else requested or "front"
 
 
 def load_action_map(path, azimuth_offset_deg: float | None = None) -> dict:

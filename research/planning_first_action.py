@@ -9,7 +9,7 @@ with the true offset to the goal gripper position in action units (5 cm): cosine
 correlation over episodes and how often the signs agree. A closed-loop failure that "moves away" from the start
 shows here as a first action pointing the wrong way; an axis the model reads poorly shows as a low correlation.
 Nothing is executed: one plan per episode and std, so a 40-episode sweep costs about a closed-loop episode's
-planning time per std.
+planning time per std. The start and goal frames are rendered through the camera the model was trained on.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from vjepa_vlm.eval.planning import (
     PlannerPolicy,
     check_world_model,
     make_setup,
+    model_camera,
 )
 from vjepa_vlm.scripts.eval_planning import simulator
 
@@ -78,7 +79,8 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     model = VJEPA2WorldModel.from_pretrained(args.model).eval()
     check_world_model(model, args.size, "--model")
-    env = simulator(args.size, "default")
+    camera = model_camera(model, "--model")
+    env = simulator(args.size, "default", camera)
     rows = []
     for index in range(args.first_episode, args.first_episode + args.episodes):
         setup = make_setup(env, TASKS["reach"], args.seed, index)
@@ -97,7 +99,7 @@ def main(argv=None) -> dict:
     for std in stds:
         mine = [row for row in rows if row["init_std"] == std]
         summary[str(std)] = axis_agreement(np.array([r["planned"] for r in mine]), np.array([r["true"] for r in mine]))
-    result = {"model": args.model, "settings": {k: v for k, v in vars(args).items() if k not in ("model", "out")},
+    result = {"model": args.model, "camera": camera, "settings": {k: v for k, v in vars(args).items() if k not in ("model", "out")},
               "summary": summary, "episodes": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

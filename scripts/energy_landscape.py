@@ -7,6 +7,7 @@ simulator, one agent step apart, so the goal is reached by one known action), th
 start frame is scored against the goal frame on a `--grid` x `--grid` grid of (dx, dy) in [-extent, extent]
 (dz = 0, gripper command as recorded). Units are agent-step action units (1 = 5 cm).
 
+The trajectory is rendered through the camera the model was trained on (its config.json's `camera`).
 `--variant` renders the same trajectory in one of the planning evaluation's zero-shot scenes (e.g. `camera_shift`).
 `--goal-offset K` takes the goal K steps after the start: the one-step minimum cannot reach it, and what counts is
 its direction (`cosine` against the summed actions: what a planner's first move needs).
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from vjepa_vlm.data.robot_sim import VARIANTS, make_fetch_env
 from vjepa_vlm.eval.inspection_plots import heatmap_panel, hstack
-from vjepa_vlm.eval.planning import FRAME_SKIP
+from vjepa_vlm.eval.planning import FRAME_SKIP, model_camera
 from vjepa_vlm.eval.world_model_inspection import (
     action_grid,
     direction_cosine,
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = VJEPA2WorldModel.from_pretrained(args.model).eval()
     size = model.config.predictor_config.crop_size
     steps = args.pairs + args.goal_offset - 1
-    env = make_fetch_env(size=size, max_steps=(steps + 2) * FRAME_SKIP, variant=args.variant)
+    camera = model_camera(model, "--model")
+    env = make_fetch_env(size=size, max_steps=(steps + 2) * FRAME_SKIP, camera=camera, variant=args.variant)
     env.reset(seed=args.seed)
     trajectory = random_planar_trajectory(env, steps, np.random.default_rng(args.seed), args.magnitude)
     env.close()
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "model": args.model,
         "variant": args.variant,
+        "camera": camera,
         "pairs": args.pairs,
         "grid": args.grid,
         "extent": args.extent,

@@ -18,6 +18,10 @@ of one label are not told apart by settings when resuming.
 
 Writes into `--out`: `episodes.jsonl` (appended: rerunning the command skips the episodes already there, so an
 interrupted run resumes), `summary.json`, `table.md` and `distance_<task>_<variant>.png`.
+
+The simulator renders through the named camera (`robot_sim.CAMERAS`) the world models were trained on (their
+config.json's `camera`; "front" for models saved before cameras were named); models trained on different cameras
+cannot share a run, and `--camera` only confirms theirs (or picks the view for a run of baselines alone).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
-from vjepa_vlm.data.robot_sim import VARIANTS, make_fetch_env
+from vjepa_vlm.data.robot_sim import CAMERAS, VARIANTS, make_fetch_env
 from vjepa_vlm.eval.planning import (
     FETCH_CEM,
     FRAME_SKIP,
@@ -46,6 +50,8 @@ from vjepa_vlm.eval.planning import (
     check_world_model,
     load_action_map,
     make_setup,
+    model_camera,
+    resolve_camera,
     run_episode,
 )
 from vjepa_vlm.vision.planner import CEMConfig
@@ -62,13 +68,13 @@ COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
 _ENVS: dict = {}
 
 
-def simulator(size: int, variant: str):
-    """One simulator per (size, variant) for the whole process, built once and reused by every episode (each holds
-    its own GL context; `FetchCamera.render` makes it current, so envs closed elsewhere cannot blank it). At
+def simulator(size: int, variant: str, camera: str = "front"):
+    """One simulator per (size, variant, camera) for the whole process, built once and reused by every episode (each
+    holds its own GL context; `FetchCamera.render` makes it current, so envs closed elsewhere cannot blank it). At
     interpreter exit MuJoCo's EGL finalizers print ignored TypeErrors; they are harmless."""
-    if (size, variant) not in _ENVS:
-        _ENVS[size, variant] = make_fetch_env(size, max_steps=10**7, variant=variant)
-    return _ENVS[size, variant]
+    if (size, variant, camera) not in _ENVS:
+        _ENVS[size, variant, camera] = make_fetch_env(size, max_steps=10**7, camera=camera, variant=variant)
+    return _ENVS[size, variant, camera]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -86,6 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task and variant")
     parser.add_argument("--first-episode", type=int, default=0, help="index of the first episode (seeds)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--camera", choices=sorted(CAMERAS), default=None,
+                        help="named camera to render through (default: the one the world models were trained on)")
     parser.add_argument("--size", type=int, default=64, help="rendered frame side; must match the models' crop_size")
     parser.add_argument("--frame-skip", type=int, default=FRAME_SKIP,
                         help="simulator steps per agent step (25 Hz / the world model's training fps)")
@@ -133,8 +141,9 @@ def _world_model(path: str, size: int, where: str):
     return model
 
 
-def build_policies(args, cem: CEMConfig) -> dict:
-    """Every method's policy, with models loaded and checked against the simulator before any episode runs."""
+def build_policies(args, cem: CEMConfig) -> tuple[dict, dict[str, str]]:
+    """Every method's policy, with models loaded and checked against the simulator before any episode runs, and
+    the camera each learned method's world model was trained on."""
     from vjepa_vlm.vision.bc_policy import load_policy
 
     labelled = _labelled(args)
@@ -143,7 +152,7 @@ def build_policies(args, cem: CEMConfig) -> dict:
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: baselines are {BASELINES}, the others are the --model and "
                          f"--bc labels {list(labelled)}")
-    policies = {}
+    policies, cameras = {}, {}
     for method in methods:
         if method == "random":
             policies[method] = RandomPolicy(cem.max_norm, cem.gripper_range, seed=args.seed)
@@ -151,15 +160,18 @@ def build_policies(args, cem: CEMConfig) -> dict:
             policies[method] = OraclePolicy(args.frame_skip)
         elif labelled[method][0] == "model":
             path = labelled[method][1]
-            policies[method] = PlannerPolicy(_world_model(path, args.size, f"--model {method}={path}"), cem, name=method)
+            model = _world_model(path, args.size, f"--model {method}={path}")
+            cameras[method] = model_camera(model, f"--model {method}={path}")
+            policies[method] = PlannerPolicy(model, cem, name=method)
         else:
             policy, saved = load_policy(labelled[method][1])
             encoder = args.bc_world_model or saved.get("world_model")
             if not encoder:
                 raise ValueError(f"--bc {method}: its config.json names no world_model; give --bc-world-model")
             model = _world_model(encoder, args.size, f"--bc {method}: the encoder's world model")
+            cameras[method] = model_camera(model, f"--bc {method}: the encoder's world model")
             policies[method] = BCPolicy(policy, model, name=method)
-    return policies
+    return policies, cameras
 
 
 def read_records(path: Path) -> list[dict]:
@@ -286,14 +298,21 @@ def main(argv=None) -> dict:
     if args.episodes < 1 or args.frame_skip < 1:
         raise ValueError(f"--episodes and --frame-skip must be >= 1, got {args.episodes} and {args.frame_skip}")
     cem, calibration = planner_config(args)
-    policies = build_policies(args, cem)
+    policies, cameras = build_policies(args, cem)
+    camera = resolve_camera(args.camera, cameras)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     episodes_path = out / EPISODES_FILE
-    done = {(r["method"], r["variant"], r["task"], r["episode"]) for r in read_records(episodes_path)}
+    previous = read_records(episodes_path)
+    # Records written before cameras were named were all rendered through the front camera.
+    other = sorted({r.get("camera", "front") for r in previous} - {camera})
+    if other:
+        raise ValueError(f"{episodes_path} holds episodes rendered through camera {other}, this run renders through "
+                         f"{camera!r}; give another --out")
+    done = {(r["method"], r["variant"], r["task"], r["episode"]) for r in previous}
     settings = {"samples": cem.samples, "top_k": cem.top_k, "iterations": cem.iterations, "horizon": cem.horizon,
                 "max_norm": cem.max_norm, "constraint": cem.constraint, "init_std": cem.init_std,
-                "momentum": cem.momentum_mean, "frame_skip": args.frame_skip, "seed": args.seed}
+                "momentum": cem.momentum_mean, "frame_skip": args.frame_skip, "seed": args.seed, "camera": camera}
     if calibration is not None:
         settings["action_map"] = calibration
     indices = range(args.first_episode, args.first_episode + args.episodes)
@@ -301,7 +320,7 @@ def main(argv=None) -> dict:
     bar = tqdm(total=total, desc="episodes", unit="episode", file=sys.stderr, disable=args.no_progress)
     started = time.time()
     for variant in variants:
-        env = simulator(args.size, variant)
+        env = simulator(args.size, variant, camera)
         for task in tasks:
             for index in indices:
                 todo = [m for m in policies if (m, variant, task.name, index) not in done]
@@ -319,7 +338,7 @@ def main(argv=None) -> dict:
                                   "distances": [], "act_seconds_per_step": 0.0}
                     else:
                         record = run_episode(env, setup, policies[method], args.frame_skip)
-                    record.update(variant=variant, settings=settings if isinstance(policies[method], PlannerPolicy) else None)
+                    record.update(variant=variant, camera=camera, settings=settings if isinstance(policies[method], PlannerPolicy) else None)
                     with open(episodes_path, "a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     bar.set_postfix(method=method, task=task.name, success=record["success"], refresh=False)
@@ -330,7 +349,7 @@ def main(argv=None) -> dict:
     table = markdown_table(summary)
     pictures = [str(out / f"distance_{t.name}_{v}.png") for v in variants for t in tasks
                 if write_distance_curves(records, t.name, v, out / f"distance_{t.name}_{v}.png")]
-    result = {"summary": summary, "settings": settings, "pictures": pictures, "seconds": round(time.time() - started, 1)}
+    result = {"summary": summary, "settings": settings, "camera": camera, "pictures": pictures, "seconds": round(time.time() - started, 1)}
     (out / "summary.json").write_text(json.dumps(result, indent=1))
     (out / "table.md").write_text(table)
     print(table)

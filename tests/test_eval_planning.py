@@ -21,6 +21,8 @@ from vjepa_vlm.eval.planning import (
     frames_to_model,
     load_action_map,
     make_setup,
+    model_camera,
+    resolve_camera,
     run_episode,
 )
 from vjepa_vlm.scripts import eval_planning
@@ -196,3 +198,40 @@ def test_failed_episodes_are_told_apart_by_where_their_distance_went():
     cell = eval_planning.summarize(list(cases.values()))["m/default/reach"]
     assert (cell["n"], cell["successes"]) == (6, 1)
     assert cell["failure_modes"] == dict.fromkeys(eval_planning.FAILURE_MODES, 1)
+
+
+def test_a_model_is_evaluated_through_the_camera_it_was_trained_on(env, tmp_path):
+    config = VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")
+    assert model_camera(VJEPA2WorldModel(config), "m") == "front"  # saved before cameras were named
+    config.camera = "top"
+    with pytest.raises(ValueError, match="m: the world model's config.json names camera 'top'"):
+        model_camera(VJEPA2WorldModel(config), "m")
+    assert resolve_camera(None, {"a": "oblique", "b": "oblique"}) == "oblique"
+    assert resolve_camera(None, {}) == "front" and resolve_camera("oblique", {}) == "oblique"
+    with pytest.raises(ValueError, match="trained on different cameras"):
+        resolve_camera(None, {"a": "oblique", "b": "front"})
+    with pytest.raises(ValueError, match="camera 'front' was asked for, but the models were trained on 'oblique'"):
+        resolve_camera("front", {"a": "oblique"})
+
+    config.camera = "oblique"
+    model_dir = tmp_path / "wm"
+    randomize_(VJEPA2WorldModel(config), seed=0).save_pretrained(model_dir)
+    out = tmp_path / "eval"
+    argv = ["--model", f"tiny={model_dir}", "--tasks", "reach", "--episodes", "1", "--samples", "8", "--top-k", "2",
+            "--iterations", "1", "--out", str(out), "--no-progress"]
+    with pytest.raises(ValueError, match="camera 'front' was asked for"):
+        eval_planning.main([*argv, "--camera", "front"])
+    assert not out.exists()
+    result = eval_planning.main(argv)
+    records = {r["method"]: r for r in map(json.loads, (out / "episodes.jsonl").read_text().splitlines())}
+    assert result["camera"] == "oblique" and {r["camera"] for r in records.values()} == {"oblique"}
+    assert records["oracle"]["success"] and records["tiny"]["settings"]["camera"] == "oblique"
+    # The goal image was rendered through the oblique camera: the front view of the same scene differs.
+    oblique = simulator(64, "default", "oblique")
+    setup = make_setup(oblique, TASKS["reach"], seed=0, index=0)
+    oblique.set_state(setup.start_state)
+    env.set_state(setup.start_state)
+    assert np.abs(oblique.render().astype(int) - env.render()).mean() > 10
+    with pytest.raises(ValueError, match=r"holds episodes rendered through camera \['oblique'\], this run renders"):
+        eval_planning.main(["--methods", "oracle", "--tasks", "reach", "--episodes", "1", "--out", str(out),
+                            "--no-progress"])

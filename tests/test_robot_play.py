@@ -14,12 +14,17 @@ import pytest
 from vjepa_vlm.data.lerobot_format import (
     LeRobotEpisodes, LeRobotFormatError, LeRobotWriter, vector_feature, video_feature,
 )
-from vjepa_vlm.data.robot_play import ScriptedPlay, record_play
-from vjepa_vlm.data.robot_sim import make_fetch_env
+from vjepa_vlm.data.robot_play import ScriptedPlay, record_play, recorded_camera
+from vjepa_vlm.data.robot_sim import CAMERAS, camera_name_of, make_fetch_env
 from vjepa_vlm.data.video_io import VideoDecodeError
+from vjepa_vlm.eval.planning import model_camera
+from vjepa_vlm.modeling_vjepa2_ac import VJEPA2WorldModel
 from vjepa_vlm.scripts import record_play as record_play_script
+from vjepa_vlm.train.ac_trainer import load_recipe, train
+from vjepa_vlm.train.checkpoint import latest_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
+OBLIQUE_RECIPE = REPO / "train" / "recipes" / "ac_tiny_residual_3000_oblique.yaml"
 CAMERA = "observation.images.front"
 DATA_COLUMNS = {
     "observation.state", "action", "eval.block_pose", "timestamp", "frame_index", "episode_index", "index", "task_index",
@@ -161,6 +166,57 @@ def test_same_seed_same_episodes_another_seed_others(play, tmp_path):
     assert not np.array_equal(first.action[:5], different.action)
 
 
+@pytest.fixture(scope="module")
+def oblique(tmp_path_factory):
+    """The play fixture's first episode recorded through the oblique camera."""
+    out = tmp_path_factory.mktemp("oblique") / "fetch"
+    return record_play(out, episodes=1, seed=7, size=32, steps=40, camera="oblique", progress=False).out_dir
+
+
+def test_a_named_camera_records_the_same_episodes_seen_from_elsewhere_under_its_own_key(play, oblique, tmp_path):
+    out, _ = play
+    recording = json.loads((oblique / "meta" / "recording.json").read_text())
+    assert recording["camera_name"] == "oblique" and recording["camera_key"] == "observation.images.oblique"
+    assert recording["camera"]["azimuth"] == CAMERAS["oblique"]["azimuth"] != CAMERAS["front"]["azimuth"]
+    assert recorded_camera(oblique) == "oblique" and recorded_camera(out) == "front"
+    front, turned = LeRobotEpisodes(out).episode(0), LeRobotEpisodes(oblique).episode(0)
+    np.testing.assert_array_equal(front.state, turned.state)
+    np.testing.assert_array_equal(front.action, turned.action)
+    assert np.abs(front.frames.astype(int) - turned.frames).mean() > 10
+    with pytest.raises(ValueError, match="unknown camera 'top'; expected one of"):
+        record_play(tmp_path / "top", episodes=1, seed=7, size=32, steps=5, camera="top", progress=False)
+    assert not (tmp_path / "top").exists()
+
+
+def test_a_world_model_saves_the_camera_of_its_play_and_a_recipe_naming_another_is_refused(oblique, tmp_path):
+    overrides = [
+        f"play_data.dir={oblique}", "play_data.camera=oblique", "data.camera_key=observation.images.oblique",
+        "data.num_episodes=1", "data.num_frames=4", "data.crop_size=32", "data.cache_features=false", "steps=1",
+        "optim.warmup_steps=0", "optim.decay_steps=1", f"checkpoint.dir={tmp_path / 'run'}", "checkpoint.every_steps=1",
+    ]
+    run = train(load_recipe(OBLIQUE_RECIPE, overrides))
+    model = VJEPA2WorldModel.from_pretrained(latest_checkpoint(run) / "model")
+    assert model.config.camera == "oblique" and model_camera(model, "m") == "oblique"
+    with pytest.raises(ValueError, match="recorded with the 'oblique' camera, but play_data.camera is 'front'"):
+        train(load_recipe(OBLIQUE_RECIPE, [*overrides, "play_data.camera=front"]))
+
+
+def test_recordings_made_before_cameras_were_named_are_read_by_their_settings(tmp_path):
+    meta = tmp_path / "old" / "meta"
+    meta.mkdir(parents=True)
+    settings = {**CAMERAS["front"], "lookat": list(CAMERAS["front"]["lookat"])}
+    (meta / "recording.json").write_text(json.dumps({"camera": settings}))
+    assert recorded_camera(tmp_path / "old") == "front" and recorded_camera(tmp_path) is None
+    (meta / "recording.json").write_text(json.dumps({"camera": {**settings, "azimuth": 90.0}}))
+    with pytest.raises(ValueError, match=r"recording.json: camera settings .* are none of the named cameras"):
+        recorded_camera(tmp_path / "old")
+    (meta / "recording.json").write_text(json.dumps({"camera_name": "top"}))
+    with pytest.raises(ValueError, match="camera_name 'top' is none of"):
+        recorded_camera(tmp_path / "old")
+    with pytest.raises(ValueError, match="none of the named cameras"):
+        camera_name_of({**settings, "lookat": [1.3, 0.75]})
+
+
 @pytest.mark.slow
 def test_episodes_do_not_depend_on_the_worker_count(play, tmp_path):
     out, _ = play
@@ -287,3 +343,6 @@ def test_command_line_refuses_an_existing_output_and_bad_sizes(tmp_path, capsys)
     assert record_play_script.main(["--out", str(tmp_path / "new"), "--episodes", "1", "--seed", "0", "--size", "33"]) == 2
     assert "size must be an even integer" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+    with pytest.raises(SystemExit):
+        record_play_script.parse_args(["--out", str(tmp_path / "new"), "--episodes", "1", "--seed", "0", "--camera", "top"])
+    assert "invalid choice: 'top'" in capsys.readouterr().err

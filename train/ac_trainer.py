@@ -29,7 +29,7 @@ from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.configuration_vjepa2_ac import WORLD_MODEL_PRESETS, VJEPA2ACConfig
 from vjepa_vlm.data.ac_dataset import ACClipDataset, ACDataArgs
 from vjepa_vlm.data.pretrain_dataset import StreamPositionSampler
-from vjepa_vlm.data.robot_play import record_play
+from vjepa_vlm.data.robot_play import record_play, recorded_camera
 from vjepa_vlm.modeling_vjepa2_ac import VJEPA2WorldModel
 from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint, load_model_weights, read_checkpoint_state
 from vjepa_vlm.train.config import config_class_for, load_config, validate_config
@@ -120,7 +120,7 @@ class PlayDataArgs:
 
     Args:
         dir: dataset folder (becomes `data.root`).
-        episodes, seed, size, steps, workers: as `scripts/record_play.py`.
+        episodes, seed, size, steps, workers, camera: as `scripts/record_play.py`.
     """
 
     dir: str = "runs/play"
@@ -129,6 +129,7 @@ class PlayDataArgs:
     size: int = 64
     steps: int = 100
     workers: int = 1
+    camera: str = "front"
 
 
 @dataclass
@@ -141,7 +142,10 @@ class PlayACTrainConfig(ACTrainConfig):
 def ensure_play_data(args: PlayDataArgs) -> None:
     if not (Path(args.dir) / "meta" / "info.json").is_file():
         record_play(args.dir, episodes=args.episodes, seed=args.seed, size=args.size, steps=args.steps,
-                    workers=args.workers)
+                    workers=args.workers, camera=args.camera)
+    elif recorded_camera(args.dir) not in (None, args.camera):
+        raise ValueError(f"play_data.dir {args.dir} was recorded with the {recorded_camera(args.dir)!r} camera, "
+                         f"but play_data.camera is {args.camera!r}; record into another dir or fix the recipe")
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> ACTrainConfig:
@@ -214,6 +218,10 @@ def train(config: ACTrainConfig) -> Path:
         accelerator.print(f"{len(dataset.too_short)} episodes shorter than a clip ({dataset.span} frames) left out")
     set_seed(config.seed)
     model = build_world_model(config.model, config.data)
+    camera = recorded_camera(config.data.root)
+    if camera is not None:
+        # Saved in every checkpoint's config.json: planning evaluation renders through the camera trained on.
+        model.config.camera = camera
     resume_from = latest_checkpoint(config.checkpoint.dir) if config.checkpoint.resume else None
     if resume_from is not None:
         read_checkpoint_state(resume_from)  # refuse another architecture before any step
