@@ -269,19 +269,23 @@ def main():
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--visual-layers", type=int, default=0)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
-    parser.add_argument("--max-train", type=int, default=None, help="use only the first N training questions")
+    parser.add_argument("--max-train", type=int, default=None,
+                        help="use only the first N training questions (a learning curve); results go to "
+                             "results_<N>.json")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     world, out = Path(args.world), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_all, test = mc_rows(world, "train")[: args.max_train], mc_rows(world, "test")
+    every_train, test = mc_rows(world, "train"), mc_rows(world, "test")
+    train_all = every_train[: args.max_train]
     train, valid = split_train(train_all, args.valid_fraction, seed=0)
-    videos = sorted({r["video"] for r in train_all + test})
+    # Every clip of the world is encoded, so runs on fewer training questions reuse the same feature cache.
+    videos = sorted({r["video"] for r in every_train + test})
     position = {video: i for i, video in enumerate(videos)}
     clips = {name: [position[r["video"]] for r in rows] for name, rows in
              (("train", train), ("valid", valid), ("test", test))}
     vocab = Vocabulary(train_all)
-    results_path = out / "results.json"
+    results_path = out / ("results.json" if args.max_train is None else f"results_{args.max_train}.json")
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     for name in args.features:
         features = None
