@@ -85,6 +85,8 @@ class PretrainConfig:
             jobs that resume later.
         seed: seed of model init, data stream and masks.
         log_every: print a metrics line every this many steps (every step is written to metrics.jsonl).
+        predictor_lr_scale: the predictor's learning rate as a multiple of `optim.lr` (same schedule); 1 keeps
+            the two optimizer groups of the reference, another value gives the predictor groups of its own.
     """
 
     model: ModelArgs = field(default_factory=ModelArgs)
@@ -97,9 +99,12 @@ class PretrainConfig:
     stop_at_step: int | None = None
     seed: int = 0
     log_every: int = 10
+    predictor_lr_scale: float = 1.0
 
     def validate(self) -> list[str]:
         errors = []
+        if not self.predictor_lr_scale > 0:
+            errors.append(f"predictor_lr_scale {self.predictor_lr_scale}: must be > 0 (the predictor always trains)")
         if not self.data.sources:
             errors.append("data.sources is empty: list the manifests to pretrain on (the tiny recipes pretrain on "
                           "the synthetic world instead, through their `synthetic_world:` section)")
@@ -125,6 +130,14 @@ class SyntheticPretrainConfig(PretrainConfig):
 
 def build_model_config(args: ModelArgs) -> VJEPA2Config:
     return VJEPA2Config.from_preset(args.preset, **args.config_overrides)
+
+
+def pretrain_param_groups(model: VJEPA2Model, predictor_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups of the online model; the predictor gets its own groups only when its learning rate differs,
+    so that runs with the default keep the optimizer layout (and resume) of every earlier checkpoint."""
+    if predictor_lr_scale == 1.0:
+        return weight_decay_param_groups(model)
+    return weight_decay_param_groups(model.encoder) + weight_decay_param_groups(model.predictor, predictor_lr_scale)
 
 
 def synthetic_world_sources(args: SyntheticWorldArgs) -> list[SourceArgs]:
@@ -175,7 +188,7 @@ def train(config: PretrainConfig) -> Path:
     pretrainer = VJEPA2Pretrainer(model)
     models = {"online": pretrainer.online, "target": pretrainer.target}
     optimizer = torch.optim.AdamW(
-        weight_decay_param_groups(pretrainer.online), betas=config.optim.betas, eps=config.optim.eps
+        pretrain_param_groups(pretrainer.online, config.predictor_lr_scale), betas=config.optim.betas, eps=config.optim.eps
     )
     scheduler = OptimizerScheduler(
         optimizer,

@@ -1,0 +1,53 @@
+"""The pretraining options that the anticipation study varies (issue 22): the predictor's own learning rate."""
+
+import pytest
+import torch
+
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from vjepa_vlm.train.config import load_config, validate_config
+from vjepa_vlm.train.pretrain import PretrainConfig, pretrain_param_groups
+from vjepa_vlm.vision.pretraining import weight_decay_param_groups
+from vjepa_vlm.vision.schedules import OptimizerScheduler
+
+torch.set_num_threads(1)
+
+
+def _model() -> VJEPA2Model:
+    torch.manual_seed(0)
+    config = VJEPA2Config.from_preset(
+        "vjepa2-tiny", patch_size=8, hidden_size=48, num_hidden_layers=2, pred_hidden_size=24, pred_num_hidden_layers=1
+    )
+    return VJEPA2Model(config)
+
+
+def _ids(groups):
+    return [[id(p) for p in group["params"]] for group in groups]
+
+
+def test_default_predictor_lr_keeps_the_optimizer_layout_of_earlier_checkpoints():
+    model = _model()
+    groups = pretrain_param_groups(model)
+    assert _ids(groups) == _ids(weight_decay_param_groups(model))
+    assert [g["lr_scale"] for g in groups] == [1.0, 1.0]
+
+
+def test_predictor_lr_scale_gives_only_the_predictor_a_larger_rate():
+    model = _model()
+    groups = pretrain_param_groups(model, 10.0)
+    every = [id(p) for p in model.parameters()]
+    covered = [i for ids in _ids(groups) for i in ids]
+    assert sorted(covered) == sorted(every)  # every parameter once
+    optimizer = torch.optim.AdamW(groups)
+    OptimizerScheduler(optimizer, lambda step: 1e-4, lambda step: 0.04)
+    predictor = {id(p) for p in model.predictor.parameters()}
+    for group in optimizer.param_groups:
+        in_predictor = {id(p) in predictor for p in group["params"]}
+        assert len(in_predictor) == 1
+        assert group["lr"] == pytest.approx(1e-3 if in_predictor.pop() else 1e-4)
+        assert group["weight_decay"] == (0.04 if group["apply_weight_decay"] else 0.0)
+
+
+def test_a_predictor_that_would_not_train_is_refused():
+    config = load_config(PretrainConfig, overrides=["predictor_lr_scale=0", "data.sources=[{manifest: m.jsonl}]"])
+    with pytest.raises(ValueError, match=r"predictor_lr_scale 0.0: must be > 0"):
+        validate_config(config)
