@@ -1,10 +1,12 @@
 """Train and evaluate frozen action-anticipation probes (section 6, Table 20) for a pretrained V-JEPA 2 directory.
 
-    python -m vjepa_vlm.scripts.run_anticipation --encoder runs/pretrain/checkpoints/step_00001600/target \
+    python -m vjepa_vlm.scripts.run_anticipation --encoder runs/pretrain/checkpoints/step_00001600 \
         --world runs/anticipation_world --features encoder predictor both --seeds 0 1 2 --output runs/ant.json
 
-`--encoder` is a `VJEPA2Model` directory holding encoder and pretraining predictor (a pretraining checkpoint's
-`target/`). Data: a synthetic world (`<world>/{train,test}/anticipation.jsonl`, classes from `meta.json`), or
+`--encoder` is a `VJEPA2Model` directory holding encoder and pretraining predictor, or a pretraining checkpoint
+folder, of which `--checkpoint-model` picks `online/` (default: the encoder the predictor was trained with; the
+tiny recipes' EMA target encoder is still mostly its initialization, and the predictor fed its tokens is at chance)
+or `target/` (the reference's pairing, the same network once the EMA has caught up). Data: a synthetic world (`<world>/{train,test}/anticipation.jsonl`, classes from `meta.json`), or
 EPIC-KITCHENS-100 (`--epic-train EPIC_100_train.csv --epic-eval EPIC_100_validation.csv --epic-root DIR`, videos or
 frame folders; see `vjepa_vlm.data.epic_kitchens`).
 
@@ -49,7 +51,11 @@ from vjepa_vlm.scripts.run_probe import add_probe_sweep_arguments, load_encoder,
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", type=Path, required=True, help="VJEPA2Model directory (encoder + predictor)")
+    parser.add_argument("--encoder", type=Path, required=True,
+                        help="VJEPA2Model directory (encoder + predictor) or a pretraining checkpoint folder")
+    parser.add_argument("--checkpoint-model", choices=("online", "target"), default="online",
+                        help="which model of a pretraining checkpoint folder: online/ (the encoder the predictor was "
+                             "trained with) or target/ (the EMA encoder)")
     parser.add_argument("--random-init", action="store_true", help="same architecture, randomly initialized")
     parser.add_argument("--init-seed", type=int, default=0, help="seed of the --random-init weights")
     parser.add_argument("--world", type=Path, help="synthetic world directory")
@@ -87,6 +93,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 0 < args.val_fraction < 1:
         parser.error(f"--val-fraction must lie in (0, 1): the head is chosen on validation, got {args.val_fraction}")
     return args
+
+
+def resolve_encoder_dir(path: Path, checkpoint_model: str) -> Path:
+    """`path` when it is a `VJEPA2Model` directory; its `checkpoint_model` folder when it is a pretraining
+    checkpoint (`online/` and `target/`)."""
+    if (path / "config.json").is_file():
+        return path
+    if (path / checkpoint_model / "config.json").is_file():
+        return path / checkpoint_model
+    raise FileNotFoundError(f"--encoder {path} is neither a VJEPA2Model directory (config.json) nor a pretraining "
+                            f"checkpoint with a {checkpoint_model}/ model (--checkpoint-model)")
 
 
 def mask_token_untrained(model: VJEPA2ForActionAnticipation) -> bool:
@@ -203,6 +220,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(cli.threads)
     train, test, (verbs, nouns, actions) = load_data(cli)
     train, test = train[: cli.limit_train], test[: cli.limit_test]
+    cli.encoder = resolve_encoder_dir(cli.encoder, cli.checkpoint_model)
     backbone = load_encoder(cli.encoder, cli.random_init, cli.init_seed)
     position_embedding = None if cli.position_embedding == "none" else cli.position_embedding
     model = VJEPA2ForActionAnticipation.from_vjepa2(

@@ -111,3 +111,16 @@ def test_a_run_stopped_part_way_keeps_the_seeds_it_finished(run, tmp_path, monke
     assert [seed["seed"] for seed in partial["features"]["encoder"]["seeds"]] == [0, 1]
     assert [seed["seed"] for seed in partial["features"]["both"]["seeds"]] == [0]
     assert partial["features"]["both"]["recall"]["test@1s"]["action_recall@5"]["std"] is None  # one seed so far
+
+
+def test_a_checkpoint_folder_reads_the_model_the_predictor_was_trained_with(tmp_path):
+    checkpoint = tmp_path / "step_00000800"
+    for name in ("online", "target"):
+        (checkpoint / name).mkdir(parents=True)
+        (checkpoint / name / "config.json").write_text("{}")
+    assert run_anticipation.resolve_encoder_dir(checkpoint, "online") == checkpoint / "online"
+    assert run_anticipation.resolve_encoder_dir(checkpoint, "target") == checkpoint / "target"
+    assert run_anticipation.resolve_encoder_dir(checkpoint / "target", "online") == checkpoint / "target"
+    assert run_anticipation.parse_args(["--encoder", "x", "--world", "w", "--output", "o"]).checkpoint_model == "online"
+    with pytest.raises(FileNotFoundError, match=r"neither a VJEPA2Model directory .* nor a pretraining checkpoint"):
+        run_anticipation.resolve_encoder_dir(tmp_path, "online")
