@@ -78,9 +78,10 @@ def test_the_vlm_answers_text_exactly_as_the_llm(smollm2_dir, tokenizer):
     ids = tokenizer.apply_chat_template(question, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids["input_ids"]).logits, llm(input_ids=ids["input_ids"]).logits, atol=1e-4)
-    # 8 LLM tokens per 4-frame clip: the pooler's 16:1 keeps a training sequence short.
+    # 32 LLM tokens per 4-frame clip: the MLP projector's 2 x 2 pooling of the 8 x 8 patch grid of each tubelet.
+    assert (config.projector_type, config.pooling_ratio) == ("mlp", 4)
     processor = VJEPA2VLMProcessor.from_model_config(config, tokenizer, num_frames=4)
-    assert processor.num_video_tokens(4) == 8
+    assert processor.num_video_tokens(4) == 32
 
 
 def test_a_missing_wheel_names_the_install_command(monkeypatch):

@@ -67,7 +67,8 @@ class EmbeddedArgs:
             the random initialization.
         seed: initialization seed of the tiny VLM.
         projector_type, pooling_ratio: the projector, when not the preset's (None keeps it): e.g. "mlp" with
-            ratio 1 for one LLM token per patch token instead of the SmolLM2 preset's attentive pooler (16:1).
+            ratio 1 for one LLM token per patch token instead of the SmolLM2 preset's 2 x 2 pooling (ratio 4), or
+            "attentive_pooler" with ratio 16 (its earlier default).
     """
 
     world_dir: str = "runs/synthetic_world"

@@ -93,11 +93,13 @@ PRESETS: dict[str, dict] = {
         vision_preset="vjepa2-tiny", text_config=_TINY_TEXT, text_model_type="llama", projector_type="attentive_pooler",
         pooling_ratio=4, image_token_id=3, video_token_id=4,
     ),
-    # The embedded default with a pretrained LLM: the tiny encoder's 64 patch tokens per tubelet pooled 16:1 by
-    # the attentive pooler, so a 4-frame clip is 8 LLM tokens and a training sequence stays short on a CPU.
+    # The embedded default with a pretrained LLM: PerceptionLM's projector, the MLP then 2 x 2 average pooling of
+    # the tiny encoder's 8 x 8 patch tokens per tubelet, so a 4-frame clip is 32 LLM tokens. Chosen by measurement
+    # (BENCHMARKS.md, SmolLM2 round 2026-12-07d): 8 tokens per clip (the attentive pooler at 16:1, or 4 x 4 pooling)
+    # gave a VLM whose caption loss does not depend on the video; 128 (no pooling) does not fit the 15 minutes.
     "vjepa2-tiny-smollm2": dict(
         vision_preset="vjepa2-tiny", text_config=SMOLLM2_135M_INSTRUCT, text_model_type="llama",
-        projector_type="attentive_pooler", pooling_ratio=16, image_token_id=49152, video_token_id=49153,
+        projector_type="mlp", pooling_ratio=4, image_token_id=49152, video_token_id=49153,
     ),
     # Controlled setup: ViT-g at 256, frozen or finetuned, attentive pooler with ratio 4, Qwen2-7B (Table 21).
     # `<image>`/`<video>` become ids 151646/151647 once added to Qwen2's tokenizer; its 152064-row embedding
