@@ -8,6 +8,9 @@ seed per episode and step as `PlannerPolicy` draws it), once per initial std. Th
 with the true offset to the goal gripper position in action units (5 cm): cosine, norm, and per axis the
 correlation over episodes and how often the signs agree. A closed-loop failure that "moves away" from the start
 shows here as a first action pointing the wrong way; an axis the model reads poorly shows as a low correlation.
+The same comparison on the camera's own axes (`camera_axes`: the image's right and up, and the line of sight,
+along which one picture shows motion only as a change of size) tells what the view hides from what the model
+misreads.
 Nothing is executed: one plan per episode and std, so a 40-episode sweep costs about a closed-loop episode's
 planning time per std. The start and goal frames are rendered through the camera the model was trained on.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vjepa_vlm.data.robot_sim import ACTION_SCALE_M
+from vjepa_vlm.data.robot_sim import ACTION_SCALE_M, CAMERAS
 from vjepa_vlm.eval.planning import (
     FETCH_CEM,
     TASKS,
@@ -73,6 +76,25 @@ def axis_agreement(planned: np.ndarray, true: np.ndarray) -> dict:
     return result
 
 
+def camera_axes(camera: str) -> dict[str, np.ndarray]:
+    """World-frame unit vectors of a named camera (MuJoCo's free camera: forward from azimuth and elevation)."""
+    settings = CAMERAS[camera]
+    azimuth, elevation = np.radians(settings["azimuth"]), np.radians(settings["elevation"])
+    forward = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+    up = np.array([-np.sin(elevation) * np.cos(azimuth), -np.sin(elevation) * np.sin(azimuth), np.cos(elevation)])
+    return {"image_right": np.cross(forward, up), "image_up": up, "line_of_sight": forward}
+
+
+def camera_agreement(planned: np.ndarray, true: np.ndarray, camera: str) -> dict:
+    """`axis_agreement`'s per-axis numbers on the camera's axes, with the spread of the true offsets along each."""
+    result = {}
+    for name, axis in camera_axes(camera).items():
+        p, t = planned @ axis, true @ axis
+        result[name] = {"correlation": float(np.corrcoef(p, t)[0, 1]), "sign_agreement": float((np.sign(p) == np.sign(t)).mean()),
+                        "true_std": float(t.std())}
+    return result
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     stds = [float(value) for value in args.init_std.split(",")]
@@ -98,7 +120,8 @@ def main(argv=None) -> dict:
     summary = {}
     for std in stds:
         mine = [row for row in rows if row["init_std"] == std]
-        summary[str(std)] = axis_agreement(np.array([r["planned"] for r in mine]), np.array([r["true"] for r in mine]))
+        planned, true = np.array([r["planned"] for r in mine]), np.array([r["true"] for r in mine])
+        summary[str(std)] = {**axis_agreement(planned, true), "camera_axes": camera_agreement(planned, true, camera)}
     result = {"model": args.model, "camera": camera, "settings": {k: v for k, v in vars(args).items() if k not in ("model", "out")},
               "summary": summary, "episodes": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +130,9 @@ def main(argv=None) -> dict:
         axes = ", ".join(f"{n} r={cell[n]['correlation']:+.2f} signs {cell[n]['sign_agreement']:.0%}" for n in AXES)
         print(f"init_std {std}: cosine {cell['mean_cosine']:.2f} (below 0: {cell['share_cosine_below_0']:.0%}), "
               f"|a| {cell['mean_planned_norm']:.2f} vs {cell['mean_true_norm']:.2f} units; {axes}")
+        seen = ", ".join(f"{n} r={v['correlation']:+.2f} signs {v['sign_agreement']:.0%} (true std {v['true_std']:.2f})"
+                         for n, v in cell["camera_axes"].items())
+        print(f"    {camera} camera's axes: {seen}")
     return result
 
 
