@@ -32,10 +32,10 @@ import time
 from pathlib import Path
 
 import torch
-
-from vjepa_vlm.pretrained_llm import SMOLLM2_CHAT_TEMPLATE
 from vjepa_vlm.scripts.vlm_pipeline import world_sources
 from vjepa_vlm.train.run_stage import RECIPES, build_stage, load_stage_config
+
+from vjepa_vlm.pretrained_llm import SMOLLM2_CHAT_TEMPLATE
 
 RECIPE = "stage3_tiny_smollm2.yaml"
 # SmolLM2-135M-Instruct's template as its GGUF ships it (default system turn), with the generation marks.
