@@ -90,3 +90,14 @@ def test_future_recipe_matches_the_anticipation_query_it_trains_for():
     assert slices <= grid[0]
     assert torch.equal(mask["context_indices"][0], context[0])
     assert set(target.flatten().tolist()) == set(mask["target_indices"][0].tolist())
+
+
+def test_fast_predictor_recipe_is_the_published_command():
+    """The recipe file equals the future recipe with the overrides of the BENCHMARKS commands it stands for."""
+    recipe = load_recipe(TINY_RECIPE.with_name("pretrain_tiny_motion_future_fastpred.yaml"))
+    overrides = [
+        "steps=1600", "optim.warmup_steps=200", "optim.decay_steps=400", "optim.ema=0.998", "optim.final_ema=0.998",
+        "predictor_lr_scale=10", "checkpoint.dir=runs/ant/pt_future_ema998_plr10", "checkpoint.every_steps=400",
+        "log_every=100",
+    ]
+    assert recipe == load_recipe(TINY_RECIPE.with_name("pretrain_tiny_motion_future.yaml"), overrides)
