@@ -1,21 +1,16 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
-
-from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from research_module import load_research_module
 from vjepa_vlm.data.epic_kitchens import read_anticipation_manifest
 from vjepa_vlm.data.synthetic_world import generate_world
 from vjepa_vlm.eval.anticipation import context_indices, load_context
+
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.modeling_vjepa2_anticipation import VJEPA2ForActionAnticipation
 
-_spec = importlib.util.spec_from_file_location(
-    "anticipation_future_slice", Path(__file__).parents[1] / "anticipation_future_slice.py"
-)
-future_slice = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(future_slice)
+future_slice = load_research_module("anticipation_future_slice")
 
 CONFIG = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "patch_size": 16, "pred_hidden_size": 16,
           "pred_num_attention_heads": 2, "pred_num_hidden_layers": 1}

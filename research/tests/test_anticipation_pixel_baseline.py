@@ -1,20 +1,15 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
-
-from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from research_module import load_research_module
 from vjepa_vlm.data.epic_kitchens import read_anticipation_manifest
 from vjepa_vlm.data.synthetic_world import generate_world
+
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.modeling_vjepa2_anticipation import VJEPA2ForActionAnticipation
 
-_spec = importlib.util.spec_from_file_location(
-    "anticipation_pixel_baseline", Path(__file__).parents[1] / "anticipation_pixel_baseline.py"
-)
-baseline = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(baseline)
+baseline = load_research_module("anticipation_pixel_baseline")
 
 
 def test_pixel_baseline_sees_motion_only_where_the_context_moves(tmp_path):

@@ -1,17 +1,12 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
-
-from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from research_module import load_research_module
 from vjepa_vlm.data.synthetic_world import generate_world
 
-_spec = importlib.util.spec_from_file_location(
-    "anticipation_probe_cost", Path(__file__).parents[1] / "anticipation_probe_cost.py"
-)
-cost = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cost)
+from vjepa_vlm import VJEPA2Config, VJEPA2Model
+
+cost = load_research_module("anticipation_probe_cost")
 
 
 def test_cost_times_every_depth_and_features_row_and_scales_to_the_run(tmp_path):

@@ -1,17 +1,12 @@
-import importlib.util
-from pathlib import Path
 
 import torch
+from research_module import load_research_module
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 
 torch.set_num_threads(1)
 
-_spec = importlib.util.spec_from_file_location(
-    "diagnose_pretrain_loss", Path(__file__).parents[1] / "diagnose_pretrain_loss.py"
-)
-diag = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(diag)
+diag = load_research_module("diagnose_pretrain_loss")
 
 
 def test_loss_split_separates_moving_from_static_target_tokens(tmp_path):

@@ -1,15 +1,10 @@
-import importlib.util
-from pathlib import Path
 
 import torch
+from research_module import load_research_module
 
 torch.set_num_threads(1)
 
-_spec = importlib.util.spec_from_file_location(
-    "diagnose_probe_features", Path(__file__).parents[1] / "diagnose_probe_features.py"
-)
-diag = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(diag)
+diag = load_research_module("diagnose_probe_features")
 
 
 def test_moving_token_mask_marks_only_the_tokens_a_square_moves_through():

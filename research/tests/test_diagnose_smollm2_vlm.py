@@ -1,11 +1,11 @@
 """research/diagnose_smollm2_vlm.py: its spread measure, and every read-out on a tiny VLM folder and a tiny world."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from research_module import load_research_module
 from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_world import generate_world
 
@@ -13,15 +13,9 @@ RESEARCH = Path(__file__).parents[1]
 torch.set_num_threads(1)
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, RESEARCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-diagnosis = load("diagnose_smollm2_vlm")
-tiny_vlm = load("diagnose_vlm_mc")
+diagnosis = load_research_module("diagnose_smollm2_vlm")
+tiny_vlm = load_research_module("diagnose_vlm_mc")
 
 
 def test_token_spread_separates_a_soft_prompt_from_clip_dependent_tokens():

@@ -1,6 +1,5 @@
 """research/diagnose_vlm_mc.py runs end to end on a tiny world and its "another clip's video" is another clip's."""
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -8,15 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
+from research_module import load_research_module
 from vjepa_vlm.data.manifests import read_jsonl
 from vjepa_vlm.data.synthetic_world import generate_world
 
 RESEARCH = Path(__file__).parents[1]
 torch.set_num_threads(1)
-spec = importlib.util.spec_from_file_location("diagnose_vlm_mc", RESEARCH / "diagnose_vlm_mc.py")
-harness = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(harness)
+harness = load_research_module("diagnose_vlm_mc")
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +62,7 @@ def test_swapped_evaluation_uses_another_clip_for_every_row(world):
         assert set(data[other]) <= set(data[right])
 
 
-spec = importlib.util.spec_from_file_location("compare_vlm_seeds", RESEARCH / "compare_vlm_seeds.py")
-compare = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare)
+compare = load_research_module("compare_vlm_seeds")
 
 
 def test_a_harness_log_reads_back_as_its_last_evaluation(world, capsys, tmp_path):

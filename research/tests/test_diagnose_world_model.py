@@ -1,21 +1,16 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from research_module import load_research_module
 from vjepa_vlm.data.lerobot_format import LeRobotWriter, vector_feature, video_feature
 from vjepa_vlm.train.ac_trainer import ACTrainConfig, build_world_model
 from vjepa_vlm.train.config import load_config
 
 torch.set_num_threads(1)
 
-_spec = importlib.util.spec_from_file_location(
-    "diagnose_world_model", Path(__file__).parents[1] / "diagnose_world_model.py"
-)
-diag = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(diag)
+diag = load_research_module("diagnose_world_model")
 
 CAMERA, SIZE, FPS = "observation.images.front", 32, 10
 

@@ -1,19 +1,14 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
+from research_module import load_research_module
 
 from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
 
 torch.set_num_threads(1)
 
-_spec = importlib.util.spec_from_file_location(
-    "planning_first_action", Path(__file__).parents[1] / "planning_first_action.py"
-)
-study = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study)
+study = load_research_module("planning_first_action")
 
 
 def test_axis_agreement_reads_a_swapped_sign_on_one_axis():

@@ -1,12 +1,12 @@
 """research/vlm_feature_ceiling.py: token layout, a reader that must use the video to answer, and the command."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from research_module import load_research_module
 from vjepa_vlm.data.synthetic_world import generate_world
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
@@ -14,9 +14,7 @@ from vjepa_vlm import VJEPA2Config, VJEPA2Model
 RESEARCH = Path(__file__).parents[1]
 torch.set_num_threads(1)
 
-spec = importlib.util.spec_from_file_location("vlm_feature_ceiling", RESEARCH / "vlm_feature_ceiling.py")
-ceiling = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ceiling)
+ceiling = load_research_module("vlm_feature_ceiling")
 COLOURS = ["red", "green", "blue", "cyan"]
 
 
