@@ -6,9 +6,10 @@
 `--encoder` is a `VJEPA2Model` directory holding encoder and pretraining predictor, or a pretraining checkpoint
 folder, of which `--checkpoint-model` picks `online/` (default: the encoder the predictor was trained with; the
 tiny recipes' EMA target encoder is still mostly its initialization, and the predictor fed its tokens is at chance)
-or `target/` (the reference's pairing, the same network once the EMA has caught up). Data: a synthetic world (`<world>/{train,test}/anticipation.jsonl`, classes from `meta.json`), or
-EPIC-KITCHENS-100 (`--epic-train EPIC_100_train.csv --epic-eval EPIC_100_validation.csv --epic-root DIR`, videos or
-frame folders; see `vjepa_vlm.data.epic_kitchens`).
+or `target/` (the reference's pairing, the same network once the EMA has caught up). Data: a synthetic world
+(`<world>/{train,test}/anticipation.jsonl`, classes from `meta.json`), or EPIC-KITCHENS-100 (`--epic-train
+EPIC_100_train.csv --epic-eval EPIC_100_validation.csv --epic-root DIR`, videos or frame folders; see
+`vjepa_vlm.data.epic_kitchens`).
 
 Every training video gets `--train-draws` contexts at anticipation times U(0.25, 1.75) s and points U(0, 0.25); the
 frozen encoder and predictor run once per context (`extract_anticipation_tokens`) and the probe's multi-head

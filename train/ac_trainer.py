@@ -143,8 +143,8 @@ def ensure_play_data(args: PlayDataArgs) -> None:
     if not (Path(args.dir) / "meta" / "info.json").is_file():
         record_play(args.dir, episodes=args.episodes, seed=args.seed, size=args.size, steps=args.steps,
                     workers=args.workers, camera=args.camera)
-    elif recorded_camera(args.dir) not in (None, args.camera):
-        raise ValueError(f"play_data.dir {args.dir} was recorded with the {recorded_camera(args.dir)!r} camera, "
+    elif (recorded := recorded_camera(args.dir)) not in (None, args.camera):
+        raise ValueError(f"play_data.dir {args.dir} was recorded with the {recorded!r} camera, "
                          f"but play_data.camera is {args.camera!r}; record into another dir or fix the recipe")
 
 
