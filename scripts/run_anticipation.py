@@ -15,7 +15,8 @@ Every training video gets `--train-draws` contexts at anticipation times U(0.25,
 frozen encoder and predictor run once per context (`extract_anticipation_tokens`) and the probe's multi-head
 lr x wd sweep (`vjepa_vlm.eval.probe.train_probe_sweep`) trains on the cached tokens, once per `--features` row of
 Table 20 (encoder tokens, predicted tokens, both) and probe seed. `--val-fraction` of the training videos (drawn per
-action class with `--val-seed`) is held out at 1 s; each seed's head is the one with the best validation action
+action class with `--val-seed`) is held out at 1 s; `--train-clips N` trains the probes on N of the rest (drawn per
+action class with `--train-clips-seed`; the label-scarce regime), validation and test unchanged. Each seed's head is the one with the best validation action
 recall@5, and its mean-class recall@1/@5 for verb, noun and action is reported on the test split at every
 `--eval-times` second. `--plot` draws test recall@5 against anticipation time.
 """
@@ -73,6 +74,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-draws", type=int, default=4, help="contexts per training video")
     parser.add_argument("--limit-train", type=int, help="use only the first N training actions (a smaller run)")
     parser.add_argument("--limit-test", type=int, help="use only the first N test actions")
+    parser.add_argument("--train-clips", type=int,
+                        help="train the probes on N of the training videos left after the validation split, drawn per "
+                             "action class (fewer labels; validation and test unchanged)")
+    parser.add_argument("--train-clips-seed", type=int, default=0,
+                        help="seed of the --train-clips draw (the draws of one seed are nested: N=250 within N=500)")
     parser.add_argument("--eval-times", type=float, nargs="+", default=[1.0], help="test anticipation times (s)")
     parser.add_argument("--context-frames", type=int, default=32)
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the context clips")
@@ -129,6 +135,25 @@ def load_data(cli) -> tuple[list, list, tuple[int, int, int]]:
     verbs = 1 + max(s.verb for s in train + test)
     nouns = 1 + max(s.noun for s in train + test)
     return train, test, (verbs, nouns, len(actions))
+
+
+def stratified_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """Sorted indices of `count` items of `labels`, every class within one item of its share of the whole.
+
+    Systematic sampling per class: each class's items get the keys (random rank + one random offset) / class size,
+    and the `count` smallest keys are kept, so a class of n items gives ceil(q n - offset) of them at any key
+    threshold q. The keys do not depend on `count`, so the draws of one seed are nested.
+    """
+    if not 0 < count <= len(labels):
+        raise ValueError(f"--train-clips {count}: must lie in 1..{len(labels)}, the training videos left after the "
+                         "validation split")
+    generator = torch.Generator().manual_seed(seed)
+    keys = torch.empty(len(labels))
+    for label in labels.unique(sorted=True):
+        members = (labels == label).nonzero().flatten()
+        rank = torch.randperm(len(members), generator=generator).float()
+        keys[members] = (rank + torch.rand(1, generator=generator)) / len(members)
+    return keys.argsort()[:count].sort().values
 
 
 def time_split(seconds: float) -> str:
@@ -245,7 +270,10 @@ def main(argv=None) -> dict:
         task.check_labels(name, segment_labels(segments))
     model.check_context(cli.context_frames, torch.tensor(cli.eval_times + [sampling.time_range[1]]))
 
-    kept, held = stratified_split(segment_labels(train)[:, 2], cli.val_fraction, cli.val_seed)
+    actions_of_train = segment_labels(train)[:, 2]
+    kept, held = stratified_split(actions_of_train, cli.val_fraction, cli.val_seed)
+    if cli.train_clips is not None:
+        kept = kept[stratified_subset(actions_of_train[kept], cli.train_clips, cli.train_clips_seed)]
     train_part, val_part = [train[i] for i in kept.tolist()], [train[i] for i in held.tolist()]
     at = lambda segments, seconds: np.tile([seconds, sampling.eval_point], (len(segments), 1, 1))  # noqa: E731
     contexts = {"train": (train_part, sampling.draws(len(train_part), cli.val_seed)),
@@ -258,6 +286,7 @@ def main(argv=None) -> dict:
     summary = {"encoder": str(cli.encoder), "encoder_kind": "random" if cli.random_init else "pretrained",
                "num_items": {name: len(segments) for name, (segments, _) in contexts.items()},
                "classes": {"verbs": verbs, "nouns": nouns, "actions": actions},
+               "train_clips": cli.train_clips, "train_clips_seed": cli.train_clips_seed,
                "train_draws": cli.train_draws, "context_frames": cli.context_frames, "fps": cli.fps,
                "position_embedding": cli.position_embedding, "predictor_mask_index": cli.predictor_mask_index,
                "predictor_mask_token_untrained": untrained, "features": {}}

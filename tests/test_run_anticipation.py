@@ -124,3 +124,41 @@ def test_a_checkpoint_folder_reads_the_model_the_predictor_was_trained_with(tmp_
     assert run_anticipation.parse_args(["--encoder", "x", "--world", "w", "--output", "o"]).checkpoint_model == "online"
     with pytest.raises(FileNotFoundError, match=r"neither a VJEPA2Model directory .* nor a pretraining checkpoint"):
         run_anticipation.resolve_encoder_dir(tmp_path, "online")
+
+
+def test_train_clips_keep_every_action_class_share_and_are_nested():
+    labels = torch.tensor([0] * 20 + [1] * 7 + [2] * 3 + [3] * 1 + [4] * 9)
+    small = run_anticipation.stratified_subset(labels, 10, seed=3)
+    large = run_anticipation.stratified_subset(labels, 25, seed=3)
+    assert len(small) == 10 and len(large) == 25 and small.unique().numel() == 10
+    assert set(small.tolist()) <= set(large.tolist())
+    assert torch.equal(small, small.sort().values)
+    assert torch.equal(small, run_anticipation.stratified_subset(labels, 10, seed=3))
+    assert not torch.equal(large, run_anticipation.stratified_subset(labels, 25, seed=4))
+    for subset in (small, large):
+        share = len(subset) / len(labels)
+        for label in range(5):
+            size = int((labels == label).sum())
+            taken = int((labels[subset] == label).sum())
+            assert int(share * size) <= taken <= int(share * size) + 1, (label, taken)
+    for count in (0, len(labels) + 1):
+        with pytest.raises(ValueError, match=r"--train-clips .* must lie in 1\.\.40"):
+            run_anticipation.stratified_subset(labels, count, seed=0)
+
+
+def test_train_clips_shrink_only_the_probe_training_set(run, tmp_path):
+    root, full = run
+    argv = [
+        "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", "encoder", "--seeds", "0",
+        "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", "1.0", "--context-frames", "4", "--fps", "4",
+        "--max-frames", "12", "--resolution", "32", "--num-blocks", "1", "--num-heads", "4", "--epochs", "1",
+        "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01", "--train-clips", "7",
+        "--output", str(tmp_path / "out.json"),
+    ]
+    summary = run_anticipation.main(argv)
+    assert summary["train_clips"] == 7 and summary["num_items"]["train"] == 7 < full["num_items"]["train"]
+    assert summary["num_items"]["val"] == full["num_items"]["val"]
+    assert summary["num_items"]["test@1s"] == full["num_items"]["test@1s"]
+    with pytest.raises(ValueError, match="--train-clips 99: must lie in 1.."):
+        run_anticipation.main(argv[:-4] + ["--train-clips", "99", "--output", str(tmp_path / "bad.json")])
+    assert not (tmp_path / "bad.json").exists()
