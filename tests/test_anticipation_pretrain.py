@@ -1,11 +1,13 @@
 """The pretraining options that the anticipation study varies (issue 22): the predictor's own learning rate."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.train.config import load_config, validate_config
-from vjepa_vlm.train.pretrain import PretrainConfig, pretrain_param_groups
+from vjepa_vlm.train.pretrain import PretrainConfig, load_recipe, pretrain_param_groups
 from vjepa_vlm.vision.pretraining import weight_decay_param_groups
 from vjepa_vlm.vision.schedules import OptimizerScheduler
 
@@ -51,3 +53,12 @@ def test_a_predictor_that_would_not_train_is_refused():
     config = load_config(PretrainConfig, overrides=["predictor_lr_scale=0", "data.sources=[{manifest: m.jsonl}]"])
     with pytest.raises(ValueError, match=r"predictor_lr_scale 0.0: must be > 0"):
         validate_config(config)
+
+
+def test_world4k_recipe_is_the_fast_predictor_recipe_on_the_larger_world():
+    """Only the pretraining world (and where the checkpoints go) differ from the recipe it is compared with."""
+    recipes = Path(__file__).resolve().parents[1] / "train" / "recipes"
+    recipe = load_recipe(recipes / "pretrain_tiny_motion_future_fastpred_world4k.yaml")
+    overrides = ["synthetic_world.dir=runs/ant/world4k", "synthetic_world.seed=1", "synthetic_world.n_train=4000",
+                 "synthetic_world.n_test=50", "checkpoint.dir=runs/ant/pt_future_fastpred_world4k"]
+    assert recipe == load_recipe(recipes / "pretrain_tiny_motion_future_fastpred.yaml", overrides)
