@@ -47,7 +47,7 @@ from vjepa_vlm.data.robot_sim import (
     STATE_NAMES,
     FetchCamera,
 )
-from vjepa_vlm.vision.planner import CEMConfig
+from vjepa_vlm.vision.planner import CEMConfig, warm_start_mean
 
 SUCCESS_M = 0.05
 LIFT_M = 0.03
@@ -183,6 +183,10 @@ class EpisodeSetup:
     goal_gripper: list[np.ndarray]
     goal_block: list[np.ndarray]
     phases: list[Phase] = field(default_factory=list)
+    # The summed gripper command executed last before the start: the pick's closing one for a task that starts
+    # holding the block, 0 (nothing commanded) otherwise. A robot knows what it last commanded; a warm-started
+    # planner starts its gripper search there.
+    start_gripper: float = 0.0
 
     def distance(self, env: FetchCamera) -> float:
         if self.task.name == "reach":
@@ -282,7 +286,8 @@ def make_setup(env: FetchCamera, task: Task, seed: int, index: int, frame_skip: 
         ok = _acceptable(task, env, start_gripper, start_block, grippers[-1], blocks[-1], intended)
         env.set_state(start)
         if ok:
-            return EpisodeSetup(task, index, reset_seed, start, frames, grippers, blocks, phases)
+            start_gripper = CLOSE * frame_skip if task.holding_start else 0.0
+            return EpisodeSetup(task, index, reset_seed, start, frames, grippers, blocks, phases, start_gripper)
     raise RuntimeError(f"{task.name}: no acceptable goal in {GOAL_DRAWS} draws for episode {index} (seed {seed})")
 
 
@@ -444,7 +449,9 @@ class PlannerPolicy(Policy):
 
     Args:
         model: a `VJEPA2WorldModel` (eval mode).
-        cem: planner settings; its seed is combined with the episode index and step, so runs are reproducible.
+        cem: planner settings; its seed is combined with the episode index and step, so runs are reproducible. Its
+            `warm_start` starts each step's search from the previous plan or the gripper command executed last
+            (the setup's `start_gripper` before the first step).
         name: the method's name in records and tables.
     """
 
@@ -452,16 +459,25 @@ class PlannerPolicy(Policy):
         self.model, self.cem, self.name = model, cem, name
         self.crop = model.config.predictor_config.crop_size
         self.state_scale = torch.tensor(FETCH_STATE_SCALE)
+        self.action_dim = model.config.predictor_config.action_dim
 
     def reset(self, setup: EpisodeSetup) -> None:
         super().reset(setup)
         self.goals = self.model.encode_frames(frames_to_model(np.stack(setup.goal_frames), self.crop))[0]
+        self.previous_plan = None
+        self.executed = None
+        if self.cem.gripper_dim is not None:
+            self.executed = torch.zeros(self.action_dim)
+            self.executed[self.cem.gripper_dim] = setup.start_gripper
 
     def act(self, env, frame, step, goal_index):
         features = self.model.encode_frames(frames_to_model(frame[None], self.crop))[0]
         state = torch.from_numpy(env.state()).unsqueeze(0)
         cem = replace(self.cem, seed=int(np.random.default_rng([self.cem.seed, self.setup.index, step]).integers(2**31)))
-        result = self.model.plan(features, state, self.goals[goal_index], cem, state_scale=self.state_scale)
+        init_mean = warm_start_mean(cem, self.action_dim, self.previous_plan, self.executed)
+        result = self.model.plan(features, state, self.goals[goal_index], cem, state_scale=self.state_scale,
+                                 init_mean=init_mean)
+        self.previous_plan, self.executed = result.actions, result.actions[0]
         return result.actions[0].numpy()
 
 

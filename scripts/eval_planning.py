@@ -54,7 +54,7 @@ from vjepa_vlm.eval.planning import (
     resolve_camera,
     run_episode,
 )
-from vjepa_vlm.vision.planner import CEMConfig
+from vjepa_vlm.vision.planner import WARM_STARTS, CEMConfig
 
 BASELINES = ("random", "oracle")
 # A failed episode that ends within this of its closest approach was still closing in (or stalled) when time ran out.
@@ -104,6 +104,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--constraint", default=FETCH_CEM.constraint, choices=("box", "l1"))
     parser.add_argument("--max-norm", type=float, default=FETCH_CEM.max_norm,
                         help="box half-width or L1 radius of dx, dy, dz in action units (1 unit = 5 cm)")
+    parser.add_argument("--warm-start", choices=WARM_STARTS, default=FETCH_CEM.warm_start,
+                        help="where each MPC step's CEM search starts: none (mean 0, the paper), shift (the previous "
+                             "plan one step on) or hold_gripper (the gripper at the command executed last): a planner "
+                             "prior, not the model reading the gripper")
     parser.add_argument("--action-map", default=None, metavar="FILE",
                         help="calibration.json of scripts/calibrate_camera.py: every --model planner's (dx, dy) is "
                              "multiplied by its 2x2 map before execution (camera calibration, appendix B.4)")
@@ -284,7 +288,7 @@ def planner_config(args) -> tuple[CEMConfig, dict | None]:
         momentum_mean=args.momentum, momentum_std=args.momentum, init_std=args.init_std, constraint=args.constraint,
         max_norm=args.max_norm, gripper_dim=FETCH_CEM.gripper_dim,
         gripper_range=(-float(args.frame_skip), float(args.frame_skip)), seed=args.seed,
-        action_map=None if calibration is None else calibration["map"],
+        action_map=None if calibration is None else calibration["map"], warm_start=args.warm_start,
     )
     return cem, calibration
 
@@ -312,7 +316,8 @@ def main(argv=None) -> dict:
     done = {(r["method"], r["variant"], r["task"], r["episode"]) for r in previous}
     settings = {"samples": cem.samples, "top_k": cem.top_k, "iterations": cem.iterations, "horizon": cem.horizon,
                 "max_norm": cem.max_norm, "constraint": cem.constraint, "init_std": cem.init_std,
-                "momentum": cem.momentum_mean, "frame_skip": args.frame_skip, "seed": args.seed, "camera": camera}
+                "momentum": cem.momentum_mean, "frame_skip": args.frame_skip, "seed": args.seed, "camera": camera,
+                "warm_start": cem.warm_start}
     if calibration is not None:
         settings["action_map"] = calibration
     indices = range(args.first_episode, args.first_episode + args.episodes)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from vjepa2_oracle import randomize_
 from vjepa_vlm.data.robot_sim import VARIANTS
 from vjepa_vlm.eval.planning import (
@@ -111,6 +112,7 @@ def test_eval_planning_end_to_end_writes_records_table_curves_and_resumes(tmp_pa
     tiny = [r for r in records if r["method"] == "tiny"]
     assert all(r["error"] is None and len(r["distances"]) == 11 and r["settings"]["samples"] == 8 for r in tiny)
     assert tiny[0]["settings"]["init_std"] == FETCH_CEM.init_std and tiny[0]["settings"]["momentum"] == FETCH_CEM.momentum_mean
+    assert tiny[0]["settings"]["warm_start"] == "none"
     assert result["summary"]["oracle/default/reach"]["successes"] == 2
     assert (out / "distance_reach_default.png").stat().st_size > 1000
     assert "| oracle | 100% (2/2)" in (out / "table.md").read_text()
@@ -178,6 +180,36 @@ def test_planner_executes_the_mapped_motion_and_the_script_passes_the_map_on(env
     with pytest.raises(FileNotFoundError, match="nothing.json: not a file"):
         eval_planning.main(argv + ["--action-map", str(tmp_path / "nothing.json")])
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_warm_started_planner_starts_its_gripper_at_the_command_executed_last(env, tmp_path):
+    model = randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=0).eval()
+    holding = make_setup(env, TASKS["reach_with_object"], seed=0, index=0)
+    assert holding.start_gripper == -5.0 and make_setup(env, TASKS["reach"], seed=0, index=0).start_gripper == 0.0
+    starts, plan = [], model.plan
+
+    def recording_plan(*args, init_mean=None, **kwargs):
+        starts.append(init_mean)
+        return plan(*args, init_mean=init_mean, **kwargs)
+
+    model.plan = recording_plan
+    small = replace(FETCH_CEM, samples=8, top_k=2, iterations=2)
+    env.set_state(holding.start_state)
+    frame = env.render()
+    cold = PlannerPolicy(model, small, name="cold")
+    cold.reset(holding)
+    cold.act(env, frame, 0, 0)
+    warm = PlannerPolicy(model, replace(small, warm_start="hold_gripper"), name="warm")
+    warm.reset(holding)
+    first = warm.act(env, frame, 0, 0)
+    warm.act(env, frame, 1, 0)
+    assert starts[0] is None  # the default: every step starts at mean 0, as the paper
+    assert torch.equal(starts[1], torch.tensor([[0.0, 0.0, 0.0, -5.0]]))  # the pick's closing command
+    assert starts[2][0, 3].item() == pytest.approx(float(first[3])) and starts[2][0, :3].abs().max() == 0
+    # The script's option reaches the planner and every planner record names it.
+    args = eval_planning.parse_args(["--out", str(tmp_path), "--warm-start", "hold_gripper"])
+    assert eval_planning.planner_config(args)[0].warm_start == "hold_gripper"
+    assert eval_planning.planner_config(eval_planning.parse_args(["--out", str(tmp_path)]))[0].warm_start == "none"
 
 
 def test_failed_episodes_are_told_apart_by_where_their_distance_went():

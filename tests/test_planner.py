@@ -12,6 +12,7 @@ from vjepa_vlm.vision.planner import (
     l1_energy,
     project_l1_ball,
     run_mpc,
+    warm_start_mean,
 )
 
 from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
@@ -106,6 +107,66 @@ def test_bad_settings_are_refused_with_the_field_named():
         cem_plan(lambda a: torch.zeros(a.shape[0], 2, 3), torch.zeros(2, 3), 4, CEMConfig(samples=10, gripper_dim=5))
     with pytest.raises(ValueError, match=r"imagine must return \(10, 2, 3\)"):
         cem_plan(lambda a: torch.zeros(a.shape[0], 2, 4), torch.zeros(2, 3), 4, CEMConfig(samples=10))
+
+
+def test_hold_gripper_keeps_the_executed_grip_where_the_energy_ignores_the_gripper():
+    world = LinearWorld(seed=5)
+    world.weight[3] = 0.0  # the gripper command changes nothing the energy sees
+    goal = world.features(world.start, torch.tensor([0.2, -0.1, 0.1, 0.0]))
+    base = CEMConfig(samples=100, top_k=10, iterations=3, max_norm=0.5, gripper_dim=3, gripper_range=(-5.0, 5.0))
+    closed = torch.tensor([0.0, 0.0, 0.0, -5.0])
+    held, cold = [], []
+    for seed in range(10):
+        config = CEMConfig(**{**base.__dict__, "seed": seed, "warm_start": "hold_gripper"})
+        mean = warm_start_mean(config, 4, executed=closed)
+        assert torch.equal(mean, torch.tensor([[0.0, 0.0, 0.0, -5.0]]))
+        held.append(cem_plan(world.imagine_from(world.start), goal, 4, config, init_mean=mean).actions[0])
+        cold.append(cem_plan(world.imagine_from(world.start), goal, 4, CEMConfig(**{**base.__dict__, "seed": seed})).actions[0])
+    held, cold = torch.stack(held), torch.stack(cold)
+    # Held: every plan keeps squeezing (the elites of samples clipped at -5 average near it); cold: a coin flip.
+    assert held[:, 3].max().item() < -3.5 and cold[:, 3].abs().max().item() < 2.0
+    # The motion is planned as before: the search over dx, dy, dz does not depend on where the gripper starts.
+    assert (held[:, :3] - cold[:, :3]).abs().max().item() < 0.05
+    # Nothing executed yet: the gripper starts at 0 like the cold search, and the command is kept in its range.
+    assert torch.equal(warm_start_mean(config, 4), torch.zeros(1, 4))
+    assert warm_start_mean(config, 4, executed=torch.tensor([0.0, 0.0, 0.0, -9.0]))[0, 3].item() == -5.0
+
+
+def test_shift_starts_from_the_previous_plan_one_step_on_and_none_is_the_cold_start():
+    config = CEMConfig(samples=20, top_k=5, iterations=2, horizon=3, gripper_dim=3, warm_start="shift")
+    previous = torch.arange(12.0).reshape(3, 4)
+    expected = torch.tensor([[4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 10.0, 11.0], [0.0, 0.0, 0.0, 0.0]])
+    assert torch.equal(warm_start_mean(config, 4, previous_plan=previous), expected)
+    assert torch.equal(warm_start_mean(config, 4), torch.zeros(3, 4))  # the episode's first step
+    horizon_one = CEMConfig(samples=20, top_k=5, horizon=1, warm_start="shift")
+    assert torch.equal(warm_start_mean(horizon_one, 4, previous_plan=torch.ones(1, 4)), torch.zeros(1, 4))
+    assert warm_start_mean(CEMConfig(samples=20, top_k=5), 4, torch.ones(1, 4), torch.ones(4)) is None
+    # A zero initial mean is the cold start, bit for bit; another mean moves the search (same seed, same noise).
+    world = LinearWorld(seed=6)
+    goal = world.features(world.start, torch.tensor([0.3, 0.0, -0.2, 0.1]))
+    cold = CEMConfig(samples=30, top_k=5, iterations=1, horizon=3, max_norm=1.0, seed=2)
+    plan = cem_plan(world.imagine_from(world.start), goal, 4, cold).actions
+    assert torch.equal(cem_plan(world.imagine_from(world.start), goal, 4, cold, init_mean=torch.zeros(3, 4)).actions, plan)
+    shifted = cem_plan(world.imagine_from(world.start), goal, 4, cold, init_mean=expected / 20).actions
+    assert not torch.equal(shifted, plan)
+
+
+def test_warm_start_settings_and_means_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match="warm_start must be one of"):
+        CEMConfig(warm_start="previous")
+    with pytest.raises(ValueError, match="'hold_gripper' needs gripper_dim"):
+        CEMConfig(warm_start="hold_gripper")
+    world = LinearWorld()
+    with pytest.raises(ValueError, match=r"init_mean must be finite and \(horizon, action_dim\) = \(1, 4\), got \(2, 4\)"):
+        cem_plan(world.imagine_from(world.start), world.start, 4, CEMConfig(samples=10), init_mean=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="init_mean must be finite"):
+        cem_plan(world.imagine_from(world.start), world.start, 4, CEMConfig(samples=10),
+                 init_mean=torch.full((1, 4), float("nan")))
+    shift = CEMConfig(samples=10, horizon=2, warm_start="shift")
+    with pytest.raises(ValueError, match=r"previous_plan must be \(horizon, action_dim\) = \(2, 4\)"):
+        warm_start_mean(shift, 4, previous_plan=torch.zeros(1, 4))
+    with pytest.raises(ValueError, match=r"executed must be \(action_dim,\) = \(4,\)"):
+        warm_start_mean(CEMConfig(samples=10, gripper_dim=3, warm_start="hold_gripper"), 4, executed=torch.zeros(3))
 
 
 def test_subgoal_schedule_and_mpc_reach_each_goal_in_turn():

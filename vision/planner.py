@@ -14,6 +14,15 @@ one call of `imagine`, and moves mean and std towards those of the `top_k` lowes
 action constraint before they are scored: the reference clips every motion coordinate to a box of half-width
 `max_norm` (0.05), the paper samples in the L1 ball of radius 0.075. The gripper is its own dimension: it is kept
 in its own range and never counts towards the motion constraint.
+
+Warm start (`CEMConfig.warm_start`, a planner prior for the receding-horizon loop, off by default): the paper and the
+reference code start every plan's Gaussians at mean 0, so a dimension the energy is indifferent to (in the tiny Fetch
+model: the gripper) ends wherever its top-k samples happen to average, a fresh coin flip at every step. "shift"
+starts from the previous plan moved one step on (its first action was executed; the new last step at 0), as
+DINO-WM's MPC hands the unexecuted remainder to the next CEM; at horizon 1 it is the same as "none". "hold_gripper"
+starts the gripper dimension of every step at the gripper command executed last (motion still at 0), so an
+indifferent energy keeps the grip instead of flipping it. Either prior only moves where the search starts: the
+model still has to read the gripper for the plan to move away from it.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 CONSTRAINTS = ("box", "l1")
+WARM_STARTS = ("none", "shift", "hold_gripper")
 
 
 @dataclass
@@ -50,6 +60,9 @@ class CEMConfig:
         action_map: optional 2x2 matrix ((a, b), (c, d)) applied to the planned motion (dx, dy) before the plan is
             returned and projected onto the constraint again: a camera calibration mapping the model's inferred
             action axes to the robot's (`scripts/calibrate_camera.py` fits one; paper appendix B.4). None: as planned.
+        warm_start: where an MPC step's search starts (`warm_start_mean`): "none" (mean 0 at every step, as the
+            paper and the reference code), "shift" (the previous plan one step on) or "hold_gripper" (the gripper
+            dimension at the gripper command executed last; needs `gripper_dim`).
     """
 
     samples: int = 800
@@ -65,9 +78,14 @@ class CEMConfig:
     gripper_range: tuple[float, float] = (-1.0, 1.0)
     seed: int = 0
     action_map: tuple[tuple[float, float], tuple[float, float]] | None = None
+    warm_start: str = "none"
 
     def __post_init__(self):
         errors = []
+        if self.warm_start not in WARM_STARTS:
+            errors.append(f"CEMConfig.warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
+        elif self.warm_start == "hold_gripper" and self.gripper_dim is None:
+            errors.append("CEMConfig.warm_start='hold_gripper' needs gripper_dim (which dimension is the gripper)")
         if self.action_map is not None:
             matrix = torch.as_tensor(self.action_map, dtype=torch.float64)
             if matrix.shape != (2, 2) or not torch.isfinite(matrix).all():
@@ -164,6 +182,7 @@ def cem_plan(
     goal_features: torch.Tensor,
     action_dim: int,
     config: CEMConfig,
+    init_mean: torch.Tensor | None = None,
 ) -> PlanResult:
     """Minimize `l1_energy(imagine(actions), goal_features)` over action sequences with CEM.
 
@@ -172,13 +191,20 @@ def cem_plan(
         goal_features: `(N, D)` features of the goal image.
         action_dim: features of one action.
         config: CEM settings.
+        init_mean: `(horizon, action_dim)` mean of the Gaussians before the first iteration (`warm_start_mean`);
+            None: 0, as the paper.
     """
     if goal_features.ndim != 2:
         raise ValueError(f"goal_features must be (tokens, dim), got {tuple(goal_features.shape)}")
     _gripper_index(config, action_dim)
     generator = torch.Generator().manual_seed(config.seed)
     shape = (config.horizon, action_dim)
-    mean = torch.zeros(shape)
+    if init_mean is None:
+        mean = torch.zeros(shape)
+    elif tuple(init_mean.shape) != shape or not torch.isfinite(init_mean).all():
+        raise ValueError(f"init_mean must be finite and (horizon, action_dim) = {shape}, got {tuple(init_mean.shape)}")
+    else:
+        mean = init_mean.detach().to("cpu", torch.float32).clone()
     std = torch.full(shape, float(config.init_std))
     best_energy, calls = [], 0
     for _ in range(config.iterations):
@@ -198,6 +224,39 @@ def cem_plan(
         mean = config.momentum_mean * mean + (1 - config.momentum_mean) * elites.mean(0)
         std = config.momentum_std * std + (1 - config.momentum_std) * elites.std(0, unbiased=False)
     return PlanResult(constrain(apply_action_map(constrain(mean, config), config.action_map), config), best_energy, calls)
+
+
+def warm_start_mean(
+    config: CEMConfig,
+    action_dim: int,
+    previous_plan: torch.Tensor | None = None,
+    executed: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """The initial CEM mean `(horizon, action_dim)` of the next MPC step under `config.warm_start`, or None (mean 0).
+
+    Args:
+        config: the planner's settings (its `warm_start`, `horizon`, `gripper_dim`).
+        action_dim: features of one action.
+        previous_plan: `(horizon, action_dim)` the last plan (None at an episode's first step: "shift" starts at 0).
+        executed: `(action_dim,)` the action executed last (None: nothing commanded yet, "hold_gripper" starts at 0).
+            Its gripper command is kept in `gripper_range`.
+    """
+    if config.warm_start == "none":
+        return None
+    shape = (config.horizon, action_dim)
+    mean = torch.zeros(shape)
+    if config.warm_start == "shift":
+        if previous_plan is not None:
+            if tuple(previous_plan.shape) != shape:
+                raise ValueError(f"previous_plan must be (horizon, action_dim) = {shape}, got {tuple(previous_plan.shape)}")
+            mean[:-1] = previous_plan[1:].detach().to("cpu", torch.float32)
+        return mean
+    if executed is not None:
+        if tuple(executed.shape) != (action_dim,):
+            raise ValueError(f"executed must be (action_dim,) = ({action_dim},), got {tuple(executed.shape)}")
+        gripper = _gripper_index(config, action_dim)
+        mean[:, gripper] = float(executed[gripper].clamp(*config.gripper_range))
+    return mean
 
 
 def apply_action_map(actions: torch.Tensor, action_map=None) -> torch.Tensor:
@@ -280,6 +339,7 @@ def run_mpc(
 
 __all__ = [
     "CONSTRAINTS",
+    "WARM_STARTS",
     "CEMConfig",
     "PlanResult",
     "SubgoalSchedule",
@@ -289,4 +349,5 @@ __all__ = [
     "l1_energy",
     "project_l1_ball",
     "run_mpc",
+    "warm_start_mean",
 ]

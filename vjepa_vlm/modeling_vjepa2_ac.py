@@ -252,6 +252,7 @@ class VJEPA2WorldModel(VJEPA2ACPreTrainedModel):
         cem: CEMConfig,
         state_scale: torch.Tensor | None = None,
         past_actions: torch.Tensor | None = None,
+        init_mean: torch.Tensor | None = None,
     ) -> PlanResult:
         """Plan actions towards a goal with CEM (`vjepa_vlm.vision.planner`): every candidate sequence is rolled out
         from the observed frames, all candidates of an iteration in one batch, and scored by the L1 energy.
@@ -265,6 +266,7 @@ class VJEPA2WorldModel(VJEPA2ACPreTrainedModel):
                 times the action's first `state_dim` coordinates (the reference integrates poses likewise). None:
                 imagined states stay at the last observed one (enough for the paper's horizon 1).
             past_actions: `(C - 1, action_dim)` actions taken between the observed frames (C > 1 only).
+            init_mean: `(horizon, action_dim)` where the search starts (`vision.planner.warm_start_mean`); None: 0.
         """
         config = self.config.predictor_config
         expected = (self.tokens_per_frame, config.encoder_hidden_size)
@@ -301,7 +303,7 @@ class VJEPA2WorldModel(VJEPA2ACPreTrainedModel):
             context_features = features.expand(samples, -1, -1, -1)
             return self.rollout(context_features, actions, all_states, steps=horizon)[:, -1]
 
-        return cem_plan(imagine, goal_features, config.action_dim, cem)
+        return cem_plan(imagine, goal_features, config.action_dim, cem, init_mean=init_mean)
 
 
 __all__ = ["VJEPA2ACOutput", "VJEPA2ACPreTrainedModel", "VJEPA2ACPredictor", "VJEPA2WorldModel", "normalize_features"]
