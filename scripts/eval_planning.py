@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -240,8 +241,13 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_distance_curves(records: list[dict], task: str, variant: str, path: Path, size=(640, 400)) -> bool:
-    """Mean distance to the goal before each step, one line per method (Figure 8); False when nothing to draw."""
+def write_distance_curves(records: list[dict], task: str, variant: str, path: Path, size=(640, 400),
+                          labels: dict[str, str] | None = None) -> bool:
+    """Mean distance to the goal before each step, one line per method (Figure 8); False when nothing to draw.
+
+    `size` is the picture without its legend: the canvas grows to the right by what the longest legend entry needs
+    beyond the default 150 pixels, so no name is cut off. `labels` renames methods in the legend (method -> text).
+    """
     curves = defaultdict(list)
     for record in records:
         if record["task"] == task and record["variant"] == variant and record["error"] is None:
@@ -249,11 +255,14 @@ def write_distance_curves(records: list[dict], task: str, variant: str, path: Pa
     if not curves:
         return False
     means = {m: [sum(c[i] for c in runs) / len(runs) for i in range(min(map(len, runs)))] for m, runs in curves.items()}
-    width, height = size
-    left, right, top, bottom = 70, 150, 30, 40
+    legend = {m: f"{(labels or {}).get(m, m)} (n={len(curves[m])})" for m in means}
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    right = max(150, 20 + math.ceil(max(measure.textlength(text) for text in legend.values())))
+    width, height = size[0] + right - 150, size[1]
+    left, top, bottom = 70, 30, 40
     high = max(max(v) for v in means.values()) or 1.0
     steps = max(len(v) for v in means.values()) - 1 or 1
-    image = Image.new("RGB", size, "white")
+    image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     draw.rectangle([left, top, width - right, height - bottom], outline="black")
 
@@ -266,7 +275,7 @@ def write_distance_curves(records: list[dict], task: str, variant: str, path: Pa
         colour = COLOURS[index % len(COLOURS)]
         if len(values) > 1:
             draw.line([to_xy(i, v) for i, v in enumerate(values)], fill=colour, width=2)
-        draw.text((width - right + 10, top + 16 * index), f"{method} (n={len(curves[method])})", fill=colour)
+        draw.text((width - right + 10, top + 16 * index), legend[method], fill=colour)
     draw.text((left, 8), f"{task} ({variant}): mean distance to goal (m) vs agent step; grey: 5 cm", fill="black")
     draw.text((4, top), f"{high:.3f}", fill="black")
     draw.text((4, height - bottom - 10), "0", fill="black")

@@ -212,6 +212,26 @@ def test_a_warm_started_planner_starts_its_gripper_at_the_command_executed_last(
     assert eval_planning.planner_config(eval_planning.parse_args(["--out", str(tmp_path)]))[0].warm_start == "none"
 
 
+def test_the_distance_curves_legend_fits_long_method_names(tmp_path):
+    from PIL import Image
+
+    rows = [{"task": "reach", "variant": "default", "error": None, "method": m, "distances": [0.2, 0.1 + i / 100]}
+            for i, m in enumerate(("bc", "vjepa2_ac_3000_oblique_cem200x5_hold_gripper"))]
+    short, long = tmp_path / "short.png", tmp_path / "long.png"
+    assert eval_planning.write_distance_curves(rows[:1], "reach", "default", short)
+    assert eval_planning.write_distance_curves(rows, "reach", "default", long)
+    assert Image.open(short).size == (640, 400)  # short names: the size asked for
+    # The long name (about 300 px at the default font) widens the canvas instead of running off its edge: the last
+    # legend pixel column still has background to its right.
+    image = np.asarray(Image.open(long).convert("L"))
+    assert image.shape[1] > 640 + 100 and (image[:, -5:] == 255).all()
+    assert not eval_planning.write_distance_curves(rows, "push", "default", tmp_path / "none.png")
+    renamed = tmp_path / "renamed.png"
+    eval_planning.write_distance_curves(rows, "reach", "default", renamed,
+                                        labels={"vjepa2_ac_3000_oblique_cem200x5_hold_gripper": "V-JEPA 2-AC"})
+    assert Image.open(renamed).size == (640, 400)
+
+
 def test_failed_episodes_are_told_apart_by_where_their_distance_went():
     def record(distances, success=False, error=None):
         return {"method": "m", "variant": "default", "task": "reach", "success": success, "error": error,
