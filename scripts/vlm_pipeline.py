@@ -19,9 +19,10 @@ scores highest right after the assistant header); each once with the question's 
 another clip's (the control: what the video itself contributes). Baselines: chance, the majority answer
 per template, a blind text-only classifier that reads the question and options but not the video, and a
 blind option scorer that rates each option's text against the question, so it learns the answer priors an
-option-likelihood scorer can use too (`vjepa_vlm.data.synthetic_baselines`). Prints a table and
-writes it with the raw numbers to `--out/results.json` (atomically), and each stage's loss curve to
-`--out/<encoder>/stage*/loss_curve.png`.
+option-likelihood scorer can use too (`vjepa_vlm.data.synthetic_baselines`). Every accuracy is also split by
+question type and by test clip: compositional (a motion, shape and colour never seen together in training) or
+in-distribution. Prints a table and writes it with the raw numbers and every question's answers to
+`--out/results.json` (atomically), and each stage's loss curve to `--out/<encoder>/stage*/loss_curve.png`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ PRESET_PLANS = {
 # The issue's goal for the main command's table, by option letter: points over the strongest blind baseline,
 # and over the same VLM shown another clip's video.
 GOAL_OVER_BLIND, GOAL_OVER_OTHER_VIDEO = 0.15, 0.10
+# The world's two kinds of test clip (`compositional` in its test clips.jsonl), each a column of the table.
+SPLIT_GROUPS = ("compositional", "in-distribution")
 # Where the tiny stage recipes read their manifests; the pipeline points them at its own world instead.
 DEFAULT_WORLD = Path(EmbeddedArgs.world_dir)
 
@@ -173,11 +176,27 @@ def option_log_likelihoods(model, processor, row: dict, frames, options: list[st
     return continuation_log_likelihoods(model, processor, prompt, options, videos=[frames]).log_likelihoods
 
 
+def clip_groups(world: Path, rows: list[dict]) -> list[str]:
+    """Per test question, whether its clip is "compositional" (its main object's motion, shape and colour never
+    occur together in training: known parts in a new combination) or "in-distribution" (`clips.jsonl` of the
+    world's test split; the generator draws about half of the test clips each way)."""
+    clips_file = world / "test" / "clips.jsonl"
+    if not clips_file.is_file():
+        raise SystemExit(f"{clips_file} is missing: the compositional split needs the world's clip metadata; "
+                         "regenerate the world")
+    flags = {clip["video"]: clip["compositional"] for clip in read_jsonl(clips_file)}
+    missing = [row["video"] for row in rows if row["video"] not in flags]
+    if missing:
+        raise SystemExit(f"{clips_file} has no entry for {len(missing)} questions' videos, e.g. {missing[0]}")
+    return [SPLIT_GROUPS[0] if flags[row["video"]] else SPLIT_GROUPS[1] for row in rows]
+
+
 @torch.no_grad()
 def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], cloze_rows: list[dict],
-                             videos: list[str]) -> dict[str, dict[str, float]]:
+                             videos: list[str], groups: list[str] | None = None) -> dict:
     """Accuracy by question type, two ways (`videos[i]` is the video shown with question i: its own clip's,
-    or another clip's for the control):
+    or another clip's for the control); `groups[i]`, when given, is one more group question i counts in (e.g.
+    `clip_groups`). Also returns `answers`: per question, the letter and the option text chosen.
 
     - "letter": the MC question with its options; the answer is the option letter with the highest
       next-token log-probability. Also returns `predicted <letter>`, the share of questions answered with each letter,
@@ -193,23 +212,48 @@ def multiple_choice_accuracy(model_dir: Path, world: Path, rows: list[dict], clo
     model = load_stage_model(model_dir, VJEPA2VLMForConditionalGeneration).eval()
     processor = VJEPA2VLMProcessor.from_pretrained(model_dir)
     letter_token_ids(processor.tokenizer)  # the letter way reads one supervised token: a split letter is an error
-    groups = {"letter": defaultdict(list), "cloze": defaultdict(list)}
+    correct = {"letter": defaultdict(list), "cloze": defaultdict(list)}
     predicted = defaultdict(int)
-    for row, cloze, video in zip(rows, cloze_rows, videos):
+    answers = {"letter": [], "option": []}
+    for row, cloze, video, extra in zip(rows, cloze_rows, videos, groups or [None] * len(rows)):
         frames = load_video_frames(world / video, processor.num_frames, processor.frame_sampling, processor.target_fps)
         answer = LETTERS[int(option_log_likelihoods(model, processor, row, frames, list(LETTERS)).argmax())]
         predicted[answer] += 1
         chosen = cloze["candidates"][int(option_log_likelihoods(model, processor, cloze, frames, cloze["candidates"]).argmax())]
-        for group in ("all", row["question_type"]):
-            groups["letter"][group].append(answer == row["answer_letter"])
-            groups["cloze"][group].append(chosen == cloze["answer"])
-    accuracy = {way: {name: sum(v) / len(v) for name, v in sorted(g.items())} for way, g in groups.items()}
+        answers["letter"].append(answer)
+        answers["option"].append(chosen)
+        for group in ("all", row["question_type"], *([extra] if extra else [])):
+            correct["letter"][group].append(answer == row["answer_letter"])
+            correct["cloze"][group].append(chosen == cloze["answer"])
+    accuracy = {way: {name: sum(v) / len(v) for name, v in sorted(g.items())} for way, g in correct.items()}
     accuracy["letter"] |= {f"predicted {letter}": predicted[letter] / len(rows) for letter in LETTERS}
-    return accuracy
+    return accuracy | {"answers": answers}
+
+
+def baseline_rows(train: list[dict], test: list[dict], groups: list[str]) -> dict[str, dict[str, float]]:
+    """The blind baselines' accuracy by question type, and on each of `groups`' subsets of `test` (each baseline
+    fitted on `train` as for the whole test split, then scored on the subset)."""
+    baselines = {"chance": chance_accuracy,
+                 "majority answer per template": lambda subset: majority_accuracy(train, subset),
+                 "blind text-only (question + options, no video)": lambda subset: blind_accuracy(train, subset),
+                 "blind option scorer (question + each option, no video)": lambda subset: blind_option_accuracy(train, subset)}
+    rows = {}
+    for name, score in baselines.items():
+        rows[f"baseline: {name}"] = {g: v for g, v in score(test).items() if "=" not in g}
+        for group in dict.fromkeys(groups):
+            rows[f"baseline: {name}"][group] = score([r for r, g in zip(test, groups) if g == group])["all"]
+    return rows
+
+
+def column_order(column: str) -> tuple[int, int, str]:
+    """Table columns: all, the question types, the compositional / in-distribution split, the predicted letters."""
+    if column in SPLIT_GROUPS:
+        return (2, SPLIT_GROUPS.index(column), column)
+    return (0 if column == "all" else 3 if column.startswith("predicted ") else 1, 0, column)
 
 
 def results_table(rows: dict[str, dict[str, float]]) -> str:
-    columns = sorted({c for r in rows.values() for c in r}, key=lambda c: (c != "all", c))
+    columns = sorted({c for r in rows.values() for c in r}, key=column_order)
     lines = ["| model | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
     for name, values in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * values[c]:.1f}" if c in values else "" for c in columns) + " |")
@@ -224,7 +268,9 @@ likeliest right after the question with its lettered options (what lmms-eval's g
 "option likelihood" = the option whose text the VLM finds likeliest as the answer to the question asked openly.
 ", another clip's video" = the same VLM and questions shown another test clip's video: what is left without the
 right video. Columns: "all" = % of the questions answered right; motion / appearance / counting = % per question
-type; "predicted X" = % of questions answered with letter X (one letter everywhere = a collapsed VLM)."""
+type; "compositional" = on the test clips whose main object combines a motion, shape and colour never seen
+together in training, "in-distribution" = on the other test clips; "predicted X" = % of questions answered with
+letter X (one letter everywhere = a collapsed VLM)."""
 
 
 def verdict(rows: dict[str, dict[str, float]], variant: str) -> str:
@@ -303,30 +349,33 @@ def main(argv: list[str] | None = None) -> dict:
     if [c["id"] for c in cloze] != [f"{r['id']}-cloze" for r in test]:
         raise SystemExit(f"{world}/test/video_qa_cloze.jsonl is not the cloze twin of video_qa.jsonl's MC rows: "
                          "regenerate the world")
-    baselines = {"chance": chance_accuracy(test), "majority answer per template": majority_accuracy(train, test),
-                 "blind text-only (question + options, no video)": blind_accuracy(train, test),
-                 "blind option scorer (question + each option, no video)": blind_option_accuracy(train, test)}
-    rows = {f"baseline: {k}": {g: v for g, v in values.items() if "=" not in g} for k, values in baselines.items()}
+    groups = clip_groups(world, test)
+    rows = baseline_rows(train, test, groups)
     own, others = [row["video"] for row in test], other_clip_videos(test)
+    answers = {}
     for name, model_dir in outputs.items():
         for label, videos in (("", own), (", another clip's video", others)):
             started = time.monotonic()
-            accuracy = multiple_choice_accuracy(model_dir, world, test, cloze, videos)
+            accuracy = multiple_choice_accuracy(model_dir, world, test, cloze, videos, groups)
             rows[f"VLM, {name}{label}: option likelihood"] = accuracy["cloze"]
             rows[f"VLM, {name}{label}: option letter"] = accuracy["letter"]
+            answers[f"VLM, {name}{label}"] = accuracy["answers"]
             print(f"  VLM, {name}{label}: option likelihood {100 * accuracy['cloze']['all']:.1f}%, option letter "
                   f"{100 * accuracy['letter']['all']:.1f}% ({time.monotonic() - started:.0f} s)", flush=True)
     text = results_table(rows)
     verdicts = [verdict(rows, name) for name in outputs]
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=out, suffix=".tmp", delete=False) as handle:
-        json.dump({"table": text, "verdicts": verdicts, "accuracy": rows, "stage_steps": stage_steps,
+        json.dump({"table": text, "verdicts": verdicts, "accuracy": rows, "questions": [
+                       {"id": row["id"], "question_type": row["question_type"], "clips": group, "answer_letter":
+                        row["answer_letter"], "answer": row["answer"]} for row, group in zip(test, groups)],
+                   "answers": answers, "stage_steps": stage_steps,
                    "batch_size": batch_size, "encoder": str(encoder), "seed": args.seed, "preset": args.preset,
                    "set": args.set, "models": {name: str(path) for name, path in outputs.items()}},
                   handle, indent=1)
     os.replace(handle.name, out / "results.json")
     print(f"\nheld-out video QA, multiple choice ({len(test)} questions of {len({r['video'] for r in test})} test "
-          f"clips), accuracy %\n\n{text}\n\n{TABLE_LEGEND}\n\n" + "\n".join(verdicts))
+          f"clips; " + ", ".join(f"{groups.count(g)} {g}" for g in SPLIT_GROUPS) + f"), accuracy %\n\n{text}\n\n{TABLE_LEGEND}\n\n" + "\n".join(verdicts))
     print("\nVLMs (Hugging Face directories): " + "; ".join(f"{name}: {path}" for name, path in outputs.items())
           + f"\nstage checkpoints: {out}/<encoder>/stage*/checkpoints/; table and raw numbers: {out / 'results.json'}")
     return rows

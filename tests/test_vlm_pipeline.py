@@ -163,3 +163,54 @@ def test_the_verdict_compares_by_letter_with_the_strongest_blind_baseline_and_an
     assert "+15.0 over the same VLM shown another clip's video" in line and "it reads the video" in line
     rows["VLM, random encoder, another clip's video: option letter"] = {"all": 0.55}
     assert "not reached" in pipeline.verdict(rows, "random encoder")
+
+
+def mc_row(clip: int, number: int, template: str, question_type: str, answer_index: int) -> dict:
+    options = ["red", "green", "blue", "yellow"] if question_type == "appearance" else ["1", "2", "3", "4"]
+    return {"id": f"test-{clip:06d}-q{number}", "video": f"videos/test/{clip:06d}.mp4", "format": "mc",
+            "question": f"{template} question about clip {clip}?", "template": template, "question_type": question_type,
+            "options": options, "answer": options[answer_index], "answer_letter": pipeline.LETTERS[answer_index]}
+
+
+def test_clip_groups_follow_the_worlds_compositional_flag_and_bad_worlds_name_the_file(tmp_path):
+    import json
+
+    rows = [mc_row(clip, q, "color", "appearance", 0) for clip in range(3) for q in range(2)]
+    with pytest.raises(SystemExit, match="clips.jsonl is missing"):
+        pipeline.clip_groups(tmp_path, rows)
+    (tmp_path / "test").mkdir()
+    clips = [{"video": f"videos/test/{clip:06d}.mp4", "compositional": clip == 1} for clip in range(2)]
+    (tmp_path / "test" / "clips.jsonl").write_text("".join(json.dumps(c) + "\n" for c in clips))
+    with pytest.raises(SystemExit, match="no entry for 2 questions' videos, e.g. videos/test/000002.mp4"):
+        pipeline.clip_groups(tmp_path, rows)
+    assert pipeline.clip_groups(tmp_path, rows[:4]) == ["in-distribution"] * 2 + ["compositional"] * 2
+
+
+def test_baselines_are_scored_on_each_clip_group_and_the_groups_add_up_to_all():
+    train = [mc_row(clip, q, template, kind, (clip + q) % 4 if kind == "appearance" else 0)
+             for clip in range(40) for q, (template, kind) in enumerate([("color", "appearance"), ("count", "counting")])]
+    test = [mc_row(clip, q, template, kind, clip % 4 if kind == "appearance" else clip % 2)
+            for clip in range(8) for q, (template, kind) in enumerate([("color", "appearance"), ("count", "counting")])]
+    groups = ["compositional" if clip < 3 else "in-distribution" for clip in range(8) for _ in range(2)]
+    rows = pipeline.baseline_rows(train, test, groups)
+    assert set(rows) == {"baseline: chance", "baseline: majority answer per template",
+                         "baseline: blind text-only (question + options, no video)",
+                         "baseline: blind option scorer (question + each option, no video)"}
+    for name, values in rows.items():
+        assert set(values) == {"all", "appearance", "counting", "compositional", "in-distribution"}, name
+        weighted = (6 * values["compositional"] + 10 * values["in-distribution"]) / 16
+        assert values["all"] == pytest.approx(weighted), name
+    # The majority answer of "count" is "1": right on the counting questions of even clips only.
+    assert rows["baseline: majority answer per template"]["counting"] == pytest.approx(0.5)
+    assert rows["baseline: majority answer per template"]["compositional"] != rows[
+        "baseline: majority answer per template"]["in-distribution"]
+
+
+def test_the_table_shows_the_clip_groups_after_the_question_types_and_before_the_letters():
+    rows = {"baseline: chance": {"all": 0.25, "motion": 0.25, "compositional": 0.25, "in-distribution": 0.25},
+            "VLM, pretrained encoder: option letter": {"all": 0.5, "appearance": 0.4, "motion": 0.6, "predicted A": 0.9,
+                                                       "in-distribution": 0.55, "compositional": 0.45}}
+    header, _, chance, vlm = pipeline.results_table(rows).splitlines()
+    assert header == ("| model | all | appearance | motion | compositional | in-distribution | predicted A |")
+    assert chance == "| baseline: chance | 25.0 |  | 25.0 | 25.0 | 25.0 |  |"
+    assert vlm.endswith("| 50.0 | 40.0 | 60.0 | 45.0 | 55.0 | 90.0 |")
