@@ -16,8 +16,9 @@ the carried goal clipped to the planner's box), each repeated for `STEPS` agent 
 goal features, as the planner scores) of its rollout is set against the same energy of the frames the simulator
 renders after executing the same actions: the control that says whether the gripper's effect is visible in the
 pictures at all at this resolution and camera. Reported per situation and step: mean energy per candidate, how
-often closing scores below opening (model vs simulator), the energy gap between opening and closing next to the
-gap the arm motion makes, and how far apart the features of closing and opening are (model vs simulator).
+often closing scores below opening (model vs simulator; also with the arm moving alone, where closing means the
+block comes along), the energy gap between opening and closing next to the gap the arm motion makes, and how far
+apart the features of closing and opening are (model vs simulator).
 
 `--play` adds how often the play data the model learned from shows the gripper closing on the block, holding it
 lifted, and opening while holding it (agent steps of 5 recorded steps, as the model sees them).
@@ -145,6 +146,9 @@ def summarize(rows: list[dict]) -> dict:
                     "mean_energy": table,
                     "share_closing_below_opening": float((gripper_gap > 0).mean()),
                     "mean_gap_open_minus_close": float(gripper_gap.mean()),
+                    # With the arm moving: the block carried (or lifted) in closed fingers against left behind.
+                    "share_closing_below_opening_moving": float((gripper_gap[:, 1] > 0).mean()),
+                    "mean_gap_open_minus_close_moving": float(gripper_gap[:, 1].mean()),
                     "mean_gap_still_minus_moving": float(motion_gap.mean()),
                     "mean_feature_distance_open_vs_close": float(np.mean([row[source]["open_vs_close"][step] for row in mine])),
                 }
@@ -222,7 +226,8 @@ def main(argv=None) -> dict:
         for step, numbers in enumerate(cell["steps"], 1):
             for source in ("model", "simulator"):
                 n = numbers[source]
-                print(f"{name} step {step} {source:9s}: closing below opening in {n['share_closing_below_opening']:.0%}, "
+                print(f"{name} step {step} {source:9s}: closing below opening in {n['share_closing_below_opening']:.0%} "
+                      f"(arm moving: {n['share_closing_below_opening_moving']:.0%}), "
                       f"gap open-close {n['mean_gap_open_minus_close']:+.4f} vs still-moving "
                       f"{n['mean_gap_still_minus_moving']:+.4f}, features open vs close {n['mean_feature_distance_open_vs_close']:.4f}")
     if args.play:

@@ -35,6 +35,9 @@ def test_the_simulator_control_sees_the_grip_and_the_study_scores_both_situation
             assert len(row[source]["open_vs_close"]) == study.STEPS and min(row[source]["open_vs_close"]) > 0
     step = saved["summary"]["holding"]["steps"][0]["simulator"]
     assert set(step["mean_energy"]) == {f"{g:+g}/{m}" for g, m in labels} and 0 <= step["share_closing_below_opening"] <= 1
+    energy = np.array(rows["holding"]["simulator"]["energy"])
+    moving_gap = energy[labels.index((5.0, "towards_goal")), 0] - energy[labels.index((-5.0, "towards_goal")), 0]
+    assert step["mean_gap_open_minus_close_moving"] == moving_gap and step["share_closing_below_opening_moving"] == (moving_gap > 0)
 
 
 def test_play_events_count_closing_near_the_block_holding_and_dropping(tmp_path):
