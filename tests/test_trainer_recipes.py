@@ -104,3 +104,27 @@ def test_the_embedded_vlm_takes_another_projector_than_its_presets(tmp_path):
         **world, init_dir=str(tmp_path / "b"), projector_type="attentive_pooler", pooling_ratio=16)))
     assert (default.projector_type, default.pooling_ratio) == ("mlp", 1)  # the tiny preset's
     assert (pooled.projector_type, pooled.pooling_ratio) == ("attentive_pooler", 16)
+
+
+@pytest.mark.parametrize("lora", [True, False], ids=["the recipe: LoRA", "lora.enabled=false: full tuning"])
+def test_the_smollm2_stage3_recipe_switches_between_lora_and_full_tuning_of_the_llm(lora):
+    from trainer_fixtures import tiny_vlm
+    from vjepa_vlm.train.stages import inject_lora, parameter_groups, set_tunable
+
+    # The full-tuning arm of BENCHMARKS.md round 2026-12-07e: `--set 3:lora.enabled=false` and the LLM's own rates.
+    overrides = [] if lora else ["lora.enabled=false", "optim.lr=1.0e-4", "optim.final_lr=1.0e-5"]
+    config = load_stage_config(RECIPES / "stage3_tiny_smollm2.yaml", overrides)
+    validate_config(config)
+    model = tiny_vlm()
+    inject_lora(model, config.stage, config.lora)
+    trainable = set(set_tunable(model, config.stage, config.lora))
+    llm = {n for n, _ in model.named_parameters() if n.startswith("model.language_model.")}
+    projector = {n for n, _ in model.named_parameters() if n.startswith("model.multi_modal_projector.")}
+    assert projector <= trainable
+    if lora:
+        assert trainable & llm == {n for n in llm if ".lora_A." in n or ".lora_B." in n} != set()
+    else:
+        assert trainable == projector | llm and not any(".lora_" in n for n in llm)
+    # The projector keeps its 1e-3 peak either way: a scale of the LLM's rate.
+    scales = {group["lr_scale"] for group in parameter_groups(model, config.stage, config.optim.lr)}
+    assert scales == {1.0, 1.0e-3 / config.optim.lr}
