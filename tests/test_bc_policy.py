@@ -4,6 +4,7 @@ samples, training on the shared loop with exact resume, and the policy closing t
 Fetch's 4-D states and actions and 64 px frames, so the tiny world model's encoder reads it."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -187,3 +188,15 @@ def test_bc_policy_closes_the_loop_and_eval_planning_runs_it(play, tmp_path):
     assert record["method"] == "bc" and record["error"] is None and record["settings"] is None
     with pytest.raises(ValueError, match=r"--bc label 'bc' is taken"):
         eval_planning.main(["--bc", f"bc={policy_dir}", "--bc", f"bc={policy_dir}", "--out", str(out)])
+
+
+def test_the_oblique_recipe_is_the_tiny_recipe_seen_through_the_oblique_camera():
+    # BENCHMARKS planning round 4: BC on the play and the frozen encoder the oblique world model was trained on.
+    tiny = load_recipe(TINY_RECIPE, ["bc.world_model=WM"])
+    oblique = load_recipe(TINY_RECIPE.with_name("bc_tiny_oblique.yaml"))
+    assert oblique.bc.world_model == "runs/ac_tiny_residual_3000_oblique/checkpoints/step_00003000/model"
+    assert (oblique.data.root, oblique.data.camera_key) == ("runs/play_oblique", "observation.images.oblique")
+    assert oblique.checkpoint.dir == "runs/bc_tiny_oblique"
+    same = replace(oblique, bc=replace(oblique.bc, world_model="WM"), checkpoint=replace(oblique.checkpoint, dir=tiny.checkpoint.dir),
+                   data=replace(oblique.data, root=tiny.data.root, camera_key=tiny.data.camera_key))
+    assert same == tiny
