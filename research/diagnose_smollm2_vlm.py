@@ -5,7 +5,8 @@
 For each VLM directory (a stage output or a checkpoint's `model/` folder), on the first `--clips` test clips:
 
 - caption NLL per token with the clip's own video and with another clip's (`other_clip_videos`): a gap > 0 means
-  the VLM reads the video for the densest supervision it gets (captions), whatever it does with letters;
+  the VLM reads the video for the densest supervision it gets (captions), whatever it does with letters; also the
+  gap of each caption and their standard error;
 - letter accuracy on the multiple-choice questions with the own video, and the share of the likeliest letter
   (a collapse to one letter shows here);
 - letter accuracy when the prompt also states the answer ("Hint: <answer>." before the instruction): whether the
@@ -22,6 +23,7 @@ video, with and without the hint: what the pretrained LLM brings before any VLM 
 
 import argparse
 import json
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -85,18 +87,24 @@ def diagnose_vlm(model_dir: Path, world: Path, captions: list[dict], mc: list[di
 
     results = {}
     if "captions" in readouts:
-        nll = {}
+        nll, per_caption = {}, {}
         for label, videos in (("own", [r["video"] for r in captions]), ("other", other_clip_videos(captions))):
-            total = tokens = 0.0
+            summed, tokens = [], []
             for row, video in zip(captions, videos):
                 answer = row["conversations"][1]["value"]
                 scores = continuation_log_likelihoods(model, processor, multiple_choice_prompt(processor, row),
                                                       [answer], videos=[frames(video)])
-                total -= float(scores.log_likelihoods[0])
-                tokens += len(processor.tokenizer.encode(answer, add_special_tokens=False))
-            nll[label] = total / tokens
+                summed.append(-float(scores.log_likelihoods[0]))
+                tokens.append(len(processor.tokenizer.encode(answer, add_special_tokens=False)))
+            nll[label] = sum(summed) / sum(tokens)
+            per_caption[label] = [s / n for s, n in zip(summed, tokens)]
+        # The gap per caption (nats per token): its spread over captions says whether a mean gap of a few
+        # thousandths is more than noise.
+        gaps = [other - own for own, other in zip(per_caption["own"], per_caption["other"])]
+        spread = statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else float("nan")
         results.update(caption_nll_own=nll["own"], caption_nll_other=nll["other"],
-                       caption_video_gap=nll["other"] - nll["own"])
+                       caption_video_gap=nll["other"] - nll["own"], caption_video_gap_per_caption=gaps,
+                       caption_video_gap_se=spread)
 
     def letters(rows):
         answers = []

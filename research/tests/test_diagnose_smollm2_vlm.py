@@ -1,6 +1,7 @@
 """research/diagnose_smollm2_vlm.py: its spread measure, and every read-out on a tiny VLM folder and a tiny world."""
 
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,8 @@ def test_every_read_out_runs_on_a_vlm_folder(vlm_and_world):
     mc = [r for r in read_jsonl(world / "test" / "video_qa.jsonl") if r["format"] == "mc" and r["video"] in videos]
     results = diagnosis.diagnose_vlm(vlm, world, captions, mc)
     assert results["caption_video_gap"] == pytest.approx(results["caption_nll_other"] - results["caption_nll_own"])
+    gaps = results["caption_video_gap_per_caption"]
+    assert len(gaps) == 3 and results["caption_video_gap_se"] == pytest.approx(statistics.stdev(gaps) / 3 ** 0.5)
     # Another clip's video reaches the LLM: the caption NLL changes.
     assert results["caption_nll_own"] != results["caption_nll_other"]
     for readout in ("letter", "letter_with_hint"):
