@@ -1,13 +1,22 @@
-"""The pretraining options that the anticipation study varies (issue 22): the predictor's own learning rate."""
+"""The pretraining options that the anticipation study varies (issue 22): the predictor's own learning rate, and the
+anticipation world its recipes generate or check."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from vjepa_vlm.data.synthetic_world import generate_world
 from vjepa_vlm.train.config import load_config, validate_config
-from vjepa_vlm.train.pretrain import PretrainConfig, load_recipe, pretrain_param_groups
+from vjepa_vlm.train.pretrain import (
+    PretrainConfig,
+    SyntheticWorldArgs,
+    ensure_synthetic_world,
+    load_recipe,
+    pretrain_param_groups,
+)
 from vjepa_vlm.vision.pretraining import weight_decay_param_groups
 from vjepa_vlm.vision.schedules import OptimizerScheduler
 
@@ -62,3 +71,20 @@ def test_world4k_recipe_is_the_fast_predictor_recipe_on_the_larger_world():
     overrides = ["synthetic_world.dir=runs/ant/world4k", "synthetic_world.seed=1", "synthetic_world.n_train=4000",
                  "synthetic_world.n_test=50", "checkpoint.dir=runs/ant/pt_future_fastpred_world4k"]
     assert recipe == load_recipe(recipes / "pretrain_tiny_motion_future_fastpred.yaml", overrides)
+
+
+def test_the_recipe_world_settings_generate_a_missing_world_and_refuse_another_one(tmp_path):
+    """A missing world is generated with the recipe's clip settings, not the generator's defaults; an existing world
+    with other settings is refused before pretraining reads it; unset settings accept any world."""
+    args = SyntheticWorldArgs(dir=str(tmp_path / "world"), n_train=2, n_test=1, frames=24, fps=4.0,
+                              motions=["bounce", "stop"], anticipation_s=1.0)
+    ensure_synthetic_world(args)
+    meta = json.loads((tmp_path / "world" / "meta.json").read_text())
+    assert meta["num_clips"] == {"train": 2, "test": 1}
+    assert (meta["config"]["frames"], meta["config"]["fps"], meta["config"]["motions"]) == (24, 4.0, ["bounce", "stop"])
+    ensure_synthetic_world(args)  # the same settings: accepted as it is
+    ensure_synthetic_world(SyntheticWorldArgs(dir=args.dir))  # nothing set: any world
+
+    generate_world(tmp_path / "other", n_train=2, n_test=1, seed=0, frames=16, fps=8.0, progress=False)
+    with pytest.raises(ValueError, match=r"other/meta.json.*frames: recipe 24, world 16.*fps: recipe 4.0, world 8.0"):
+        ensure_synthetic_world(SyntheticWorldArgs(dir=str(tmp_path / "other"), frames=24, fps=4.0))

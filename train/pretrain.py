@@ -17,6 +17,7 @@ context, skipped files), `loss_curve.png`, and checkpoints whose `online/` and `
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,10 @@ class SyntheticWorldArgs:
         n_train, n_test: clips per split.
         image_weight: mixture weight of the still images (Table 1 gives ImageNet 0.25); videos get the rest.
         workers: rendering processes.
+        frames, size, fps, motions, anticipation_s: the generator's clip settings (`WorldConfig`). None: the
+            generator's default when the world is generated, and any value in an existing world. A value that is
+            set must match an existing world's `meta.json`, so a recipe written for one world never pretrains on
+            another one left under the same folder.
     """
 
     dir: str = "runs/synthetic_world"
@@ -73,6 +78,11 @@ class SyntheticWorldArgs:
     n_test: int = 400
     image_weight: float = 0.25
     workers: int = 1
+    frames: int | None = None
+    size: int | None = None
+    fps: float | None = None
+    motions: list[str] | None = None
+    anticipation_s: float | None = None
 
 
 @dataclass
@@ -149,9 +159,24 @@ def synthetic_world_sources(args: SyntheticWorldArgs) -> list[SourceArgs]:
     ]
 
 
+WORLD_CLIP_SETTINGS = ("frames", "size", "fps", "motions", "anticipation_s")
+
+
 def ensure_synthetic_world(args: SyntheticWorldArgs) -> None:
-    if not (Path(args.dir) / "meta.json").is_file():
-        generate_world(args.dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed, workers=args.workers)
+    """Generate the world when it is absent; refuse an existing one whose clip settings differ from the set ones."""
+    requested = {name: getattr(args, name) for name in WORLD_CLIP_SETTINGS if getattr(args, name) is not None}
+    meta_file = Path(args.dir) / "meta.json"
+    if not meta_file.is_file():
+        generate_world(args.dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed, workers=args.workers,
+                       **requested)
+        return
+    existing = json.loads(meta_file.read_text()).get("config", {})
+    differing = [f"{name}: recipe {value!r}, world {existing.get(name)!r}" for name, value in requested.items()
+                 if (list(value) if name == "motions" else value) != existing.get(name)]
+    if differing:
+        raise ValueError(f"{meta_file} describes another world than synthetic_world asks for ({'; '.join(differing)}); "
+                         "point synthetic_world.dir at a new folder, or regenerate this one with "
+                         "scripts/make_synthetic_data.py and those settings")
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
