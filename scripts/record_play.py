@@ -1,7 +1,7 @@
 """Record robot play in the Fetch simulator into a new LeRobot v3.0 dataset folder.
 
     python scripts/record_play.py --out data/play --episodes 200 --seed 0 [--size 64] [--steps 100] [--workers 2] \\
-        [--camera oblique]
+        [--camera oblique] [--behaviour-mix grasp]
 
 Needs the `robot` extra (pip install "vjepa-vlm[robot]") and offscreen rendering (MUJOCO_GL=egl by default).
 """
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from vjepa_vlm.data.manifests import OutputExistsError
-from vjepa_vlm.data.robot_play import POLICIES, record_play
+from vjepa_vlm.data.robot_play import BEHAVIOUR_MIXES, POLICIES, record_play
 from vjepa_vlm.data.robot_sim import CAMERAS, SimulatorUnavailableError
 
 
@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--episodes-per-file", type=int, default=50, help="episodes per data parquet / video file")
     parser.add_argument("--camera", choices=sorted(CAMERAS), default="front",
                         help="named camera (vjepa_vlm.data.robot_sim.CAMERAS); frames go into observation.images.NAME")
+    parser.add_argument("--behaviour-mix", choices=sorted(BEHAVIOUR_MIXES), default="default",
+                        help="how often play picks each behaviour (robot_play.BEHAVIOUR_MIXES); grasp: mostly pick / poke")
     parser.add_argument("--overwrite", action="store_true", help="atomically replace an existing --out")
     return parser.parse_args(argv)
 
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict | int:
         summary = record_play(
             args.out, episodes=args.episodes, seed=args.seed, size=args.size, steps=args.steps, workers=args.workers,
             policy=args.policy, episodes_per_file=args.episodes_per_file, overwrite=args.overwrite,
-            camera=args.camera,
+            camera=args.camera, mix=args.behaviour_mix,
         )
     except OutputExistsError as error:
         print(f"error: output directory {error.path} already exists; pass --overwrite to replace it", file=sys.stderr)

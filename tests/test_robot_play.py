@@ -14,7 +14,7 @@ import pytest
 from vjepa_vlm.data.lerobot_format import (
     LeRobotEpisodes, LeRobotFormatError, LeRobotWriter, vector_feature, video_feature,
 )
-from vjepa_vlm.data.robot_play import ScriptedPlay, record_play, recorded_camera
+from vjepa_vlm.data.robot_play import BEHAVIOUR_MIXES, BEHAVIOURS, ScriptedPlay, record_play, recorded_camera
 from vjepa_vlm.data.robot_sim import CAMERAS, camera_name_of, make_fetch_env
 from vjepa_vlm.data.video_io import VideoDecodeError
 from vjepa_vlm.eval.planning import model_camera
@@ -241,6 +241,38 @@ def test_scripted_play_moves_towards_its_waypoint():
     expected = np.clip(policy.gain * (target - state[:3]) / 0.05, -1, 1)
     np.testing.assert_allclose(action[:3], expected, rtol=1e-5)
     assert action[3] == policy.plan[0].gripper
+
+
+def test_the_grasp_mix_chooses_pick_and_poke_far_more_often_and_the_default_is_unchanged():
+    def shares(mix):
+        policy = ScriptedPlay(np.random.default_rng(0), table_height=0.425, mix=mix)
+        names = [policy.choose_behaviour() for _ in range(4000)]
+        return {name: names.count(name) / len(names) for name in BEHAVIOURS}
+
+    default, grasp = shares("default"), shares("grasp")
+    for name, weight in zip(BEHAVIOURS, BEHAVIOUR_MIXES["default"]):
+        assert abs(default[name] - weight) < 0.03, (name, default[name])
+    assert grasp["pick"] + grasp["poke"] > 0.8
+    assert default["pick"] + default["poke"] < 0.55
+    # Without a mix the policy draws exactly the stream it drew before mixes existed.
+    plain, named = ScriptedPlay(np.random.default_rng(3), 0.425), ScriptedPlay(np.random.default_rng(3), 0.425, "default")
+    assert [plain.choose_behaviour() for _ in range(50)] == [named.choose_behaviour() for _ in range(50)]
+    with pytest.raises(ValueError, match="behaviour mix must be one of"):
+        ScriptedPlay(np.random.default_rng(0), 0.425, mix="grasps")
+
+
+def test_a_recording_names_its_behaviour_mix_and_an_unknown_mix_writes_nothing(play, tmp_path, capsys):
+    out, _ = play
+    assert json.loads((out / "meta" / "recording.json").read_text())["behaviour_mix"] == "default"
+    grasp = record_play(tmp_path / "grasp", episodes=1, seed=7, size=32, steps=5, mix="grasp", progress=False).out_dir
+    assert json.loads((grasp / "meta" / "recording.json").read_text())["behaviour_mix"] == "grasp"
+    with pytest.raises(ValueError, match="behaviour mix must be one of"):
+        record_play(tmp_path / "bad", episodes=1, seed=7, size=32, steps=5, mix="grasps", progress=False)
+    assert not (tmp_path / "bad").exists()
+    assert record_play_script.parse_args(["--out", "x", "--episodes", "1", "--seed", "0"]).behaviour_mix == "default"
+    with pytest.raises(SystemExit):
+        record_play_script.parse_args(["--out", "x", "--episodes", "1", "--seed", "0", "--behaviour-mix", "grasps"])
+    assert "invalid choice: 'grasps'" in capsys.readouterr().err
 
 
 def _smooth_frames(length: int, size: int, offset: int) -> np.ndarray:

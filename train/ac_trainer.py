@@ -121,6 +121,7 @@ class PlayDataArgs:
     Args:
         dir: dataset folder (becomes `data.root`).
         episodes, seed, size, steps, workers, camera: as `scripts/record_play.py`.
+        behaviour_mix: the play policy's behaviour mix (`robot_play.BEHAVIOUR_MIXES`, record_play's --behaviour-mix).
     """
 
     dir: str = "runs/play"
@@ -130,6 +131,7 @@ class PlayDataArgs:
     steps: int = 100
     workers: int = 1
     camera: str = "front"
+    behaviour_mix: str = "default"
 
 
 @dataclass
@@ -142,7 +144,7 @@ class PlayACTrainConfig(ACTrainConfig):
 def ensure_play_data(args: PlayDataArgs) -> None:
     if not (Path(args.dir) / "meta" / "info.json").is_file():
         record_play(args.dir, episodes=args.episodes, seed=args.seed, size=args.size, steps=args.steps,
-                    workers=args.workers, camera=args.camera)
+                    workers=args.workers, camera=args.camera, mix=args.behaviour_mix)
     elif (recorded := recorded_camera(args.dir)) not in (None, args.camera):
         raise ValueError(f"play_data.dir {args.dir} was recorded with the {recorded!r} camera, "
                          f"but play_data.camera is {args.camera!r}; record into another dir or fix the recipe")
