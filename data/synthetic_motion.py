@@ -87,6 +87,10 @@ ANTICIPATION_VERBS = tuple(dict.fromkeys(m.event_verb for m in MOTION_CLASSES if
 # context before them, early enough that the consequence is visible.
 EVENT_WINDOW = (0.4, 0.7)
 _MAX_TRIES = 200
+# Speed of the single mover before a bounce, stop or push event under `shared_speed`, as a share of the free span
+# crossed over the whole clip: push's own range, which bounce and stop fit as well (their events fall in
+# EVENT_WINDOW, so at most 0.8 * 0.7 of the span is crossed on either side of the event).
+SHARED_EVENT_SPEED = (0.5, 0.8)
 
 
 @dataclass
@@ -180,12 +184,19 @@ def _resize(grow: bool, frames: int, size: int, radius: float, rng: np.random.Ge
     return MotionSample([track], facts={"size_change": "bigger" if grow else "smaller"})
 
 
-def _bounce(frames: int, size: int, radius: float, rng: np.random.Generator) -> MotionSample:
+def _shared_speed(span: float, frames: int, rng: np.random.Generator) -> float:
+    return rng.uniform(*SHARED_EVENT_SPEED) * span / (frames - 1)
+
+
+def _bounce(frames: int, size: int, radius: float, rng: np.random.Generator, shared_speed: bool = False) -> MotionSample:
     lo, hi = radius + 1, size - 1 - radius
     event = int(rng.integers(*event_window(frames), endpoint=True))
     wall = str(rng.choice(["left", "right", "top", "bottom"]))
     axis = 0 if wall in ("left", "right") else 1
-    speed = rng.uniform(0.5, 0.9) * (hi - lo) / max(event, frames - 1 - event)
+    if shared_speed:
+        speed = _shared_speed(hi - lo, frames, rng)
+    else:
+        speed = rng.uniform(0.5, 0.9) * (hi - lo) / max(event, frames - 1 - event)
     offset = speed * np.abs(np.arange(frames) - event)
     along = lo + offset if wall in ("left", "top") else hi - offset
     center = np.empty((frames, 2))
@@ -194,12 +205,18 @@ def _bounce(frames: int, size: int, radius: float, rng: np.random.Generator) -> 
     return MotionSample([Track(center, np.ones(frames), np.full(frames, rng.uniform(-0.3, 0.3)))], event, {"wall": wall})
 
 
-def _start_or_stop(starts: bool, frames: int, size: int, radius: float, rng: np.random.Generator) -> MotionSample:
+def _start_or_stop(starts: bool, frames: int, size: int, radius: float, rng: np.random.Generator,
+                   shared_speed: bool = False) -> MotionSample:
     lo, hi = radius + 1, size - 1 - radius
     event = int(rng.integers(*event_window(frames), endpoint=True))
     direction = str(rng.choice(list(DIRECTIONS)))
     step = np.array(DIRECTIONS[direction], dtype=np.float64)
-    travel = (hi - lo) * rng.uniform(0.45, 0.8)
+    if shared_speed and not starts:
+        # A unit step, so a diagonal mover is not sqrt(2) times faster than the others.
+        step /= np.linalg.norm(step)
+        travel = _shared_speed(hi - lo, frames, rng) * event
+    else:
+        travel = (hi - lo) * rng.uniform(0.45, 0.8)
     start = np.array([rng.uniform(lo + travel * max(-s, 0), hi - travel * max(s, 0)) for s in step])
     time = np.arange(frames)
     progress = np.clip((time - event) / (frames - 1 - event), 0, 1) if starts else np.clip(time / event, 0, 1)
@@ -282,7 +299,8 @@ def _pass(behind: bool, frames: int, size: int, radii: tuple[float, float], rng:
     raise RuntimeError(f"could not place an occlusion of radii {radii} in a {size}px frame")
 
 
-def sample_motion(name: str, frames: int, size: int, radii: tuple[float, ...], rng: np.random.Generator) -> MotionSample:
+def sample_motion(name: str, frames: int, size: int, radii: tuple[float, ...], rng: np.random.Generator,
+                  shared_speed: bool = False) -> MotionSample:
     """Trajectories realizing motion class `name`.
 
     Args:
@@ -291,6 +309,9 @@ def sample_motion(name: str, frames: int, size: int, radii: tuple[float, ...], r
         size: frame side in pixels.
         radii: base radius in pixels of each participating object (main object first).
         rng: the clip's random generator.
+        shared_speed: bounce and stop draw their mover's speed from push's range (SHARED_EVENT_SPEED, a unit
+            direction), so the speed before one of these events does not tell which comes; only where the mover
+            is heading does. Off by default: the clips are those of earlier worlds.
     """
     if name not in MOTIONS_BY_NAME:
         raise ValueError(f"unknown motion {name!r}; expected one of {MOTION_NAMES}")
@@ -302,10 +323,10 @@ def sample_motion(name: str, frames: int, size: int, radii: tuple[float, ...], r
         "rotate_ccw": lambda: _rotate(False, frames, size, ra, rng),
         "grow": lambda: _resize(True, frames, size, ra, rng),
         "shrink": lambda: _resize(False, frames, size, ra, rng),
-        "bounce": lambda: _bounce(frames, size, ra, rng),
+        "bounce": lambda: _bounce(frames, size, ra, rng, shared_speed),
         "still": lambda: _still(frames, size, ra, rng),
         "start": lambda: _start_or_stop(True, frames, size, ra, rng),
-        "stop": lambda: _start_or_stop(False, frames, size, ra, rng),
+        "stop": lambda: _start_or_stop(False, frames, size, ra, rng, shared_speed),
     }
     if name in single:
         return single[name]()
