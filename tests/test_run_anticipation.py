@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,17 @@ TINY = {
 TIMES = (0.5, 1.0)
 
 
+def tiny_argv(root: Path, output: Path, *, features=("encoder",), seeds=("0",), eval_times=("1.0",)) -> list[str]:
+    """run_anticipation's arguments for the tiny world and encoder under `root`: one probe block, one epoch."""
+    return [
+        "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", *features, "--seeds", *seeds,
+        "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", *eval_times, "--context-frames", "4",
+        "--fps", "4", "--max-frames", "12", "--resolution", "32", "--num-blocks", "1", "--num-heads", "4",
+        "--epochs", "1", "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01",
+        "--output", str(output),
+    ]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("anticipation")
@@ -26,13 +38,8 @@ def run(tmp_path_factory):
                    motions=("bounce", "start", "stop", "push", "collide"), anticipation_s=0.5)
     torch.manual_seed(0)
     VJEPA2Model(VJEPA2Config(**TINY)).save_pretrained(root / "encoder")
-    argv = [
-        "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", "encoder", "both",
-        "--seeds", "0", "1", "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", *map(str, TIMES),
-        "--context-frames", "4", "--fps", "4", "--max-frames", "12", "--resolution", "32", "--num-blocks", "1",
-        "--num-heads", "4", "--epochs", "1", "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01",
-        "--output", str(root / "out.json"), "--plot", str(root / "recall.png"),
-    ]
+    argv = tiny_argv(root, root / "out.json", features=("encoder", "both"), seeds=("0", "1"),
+                     eval_times=tuple(map(str, TIMES))) + ["--plot", str(root / "recall.png")]
     return root, run_anticipation.main(argv)
 
 
@@ -69,13 +76,8 @@ def test_tables_print_the_json_numbers(run):
 
 def test_position_embedding_reaches_the_probe_and_the_saved_model(run, tmp_path):
     root, _ = run
-    argv = [
-        "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", "both", "--seeds", "0",
-        "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", "1.0", "--context-frames", "4", "--fps", "4",
-        "--max-frames", "12", "--resolution", "32", "--num-blocks", "1", "--num-heads", "4", "--epochs", "1",
-        "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01", "--position-embedding", "sincos",
-        "--output", str(tmp_path / "out.json"), "--save-model", str(tmp_path / "model"),
-    ]
+    argv = tiny_argv(root, tmp_path / "out.json", features=("both",)) + [
+        "--position-embedding", "sincos", "--save-model", str(tmp_path / "model")]
     summary = run_anticipation.main(argv)
     assert summary["position_embedding"] == "sincos"
     model = VJEPA2ForActionAnticipation.from_pretrained(tmp_path / "model").eval()
@@ -97,13 +99,7 @@ def test_a_run_stopped_part_way_keeps_the_seeds_it_finished(run, tmp_path, monke
         return real_sweep(*args, **kwargs)
 
     monkeypatch.setattr(run_anticipation, "train_probe_sweep", sweep_then_stop)
-    argv = [
-        "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", "encoder", "both",
-        "--seeds", "0", "1", "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", "1.0", "--context-frames", "4",
-        "--fps", "4", "--max-frames", "12", "--resolution", "32", "--num-blocks", "1", "--num-heads", "4",
-        "--epochs", "1", "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01",
-        "--output", str(tmp_path / "out.json"),
-    ]
+    argv = tiny_argv(root, tmp_path / "out.json", features=("encoder", "both"), seeds=("0", "1"))
     with pytest.raises(KeyboardInterrupt):
         run_anticipation.main(argv)
     partial = json.loads((tmp_path / "out.json").read_text())
@@ -148,17 +144,11 @@ def test_train_clips_keep_every_action_class_share_and_are_nested():
 
 def test_train_clips_shrink_only_the_probe_training_set(run, tmp_path):
     root, full = run
-    argv = [
-        "--encoder", str(root / "encoder"), "--world", str(root / "world"), "--features", "encoder", "--seeds", "0",
-        "--train-draws", "1", "--val-fraction", "0.25", "--eval-times", "1.0", "--context-frames", "4", "--fps", "4",
-        "--max-frames", "12", "--resolution", "32", "--num-blocks", "1", "--num-heads", "4", "--epochs", "1",
-        "--batch-size", "8", "--learning-rates", "1e-3", "--weight-decays", "0.01", "--train-clips", "7",
-        "--output", str(tmp_path / "out.json"),
-    ]
-    summary = run_anticipation.main(argv)
+    argv = tiny_argv(root, tmp_path / "out.json")
+    summary = run_anticipation.main(argv + ["--train-clips", "7"])
     assert summary["train_clips"] == 7 and summary["num_items"]["train"] == 7 < full["num_items"]["train"]
     assert summary["num_items"]["val"] == full["num_items"]["val"]
     assert summary["num_items"]["test@1s"] == full["num_items"]["test@1s"]
     with pytest.raises(ValueError, match="--train-clips 99: must lie in 1.."):
-        run_anticipation.main(argv[:-4] + ["--train-clips", "99", "--output", str(tmp_path / "bad.json")])
+        run_anticipation.main(tiny_argv(root, tmp_path / "bad.json") + ["--train-clips", "99"])
     assert not (tmp_path / "bad.json").exists()
