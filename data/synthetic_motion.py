@@ -87,7 +87,7 @@ ANTICIPATION_VERBS = tuple(dict.fromkeys(m.event_verb for m in MOTION_CLASSES if
 # context before them, early enough that the consequence is visible.
 EVENT_WINDOW = (0.4, 0.7)
 _MAX_TRIES = 200
-# Speed of the single mover before a bounce, stop or push event under `shared_speed`, as a share of the free span
+# Speed of the single mover before a bounce, stop or push event under `shared_motion`, as a share of the free span
 # crossed over the whole clip: push's own range, which bounce and stop fit as well (their events fall in
 # EVENT_WINDOW, so at most 0.8 * 0.7 of the span is crossed on either side of the event).
 SHARED_EVENT_SPEED = (0.5, 0.8)
@@ -188,15 +188,36 @@ def _shared_speed(span: float, frames: int, rng: np.random.Generator) -> float:
     return rng.uniform(*SHARED_EVENT_SPEED) * span / (frames - 1)
 
 
-def _bounce(frames: int, size: int, radius: float, rng: np.random.Generator, shared_speed: bool = False) -> MotionSample:
+# Each wall as (axis, sign of the velocity component that reaches it).
+_WALLS = {"left": (0, -1), "right": (0, 1), "top": (1, -1), "bottom": (1, 1)}
+
+
+def _shared_bounce(frames: int, size: int, radius: float, rng: np.random.Generator) -> MotionSample:
+    """A bounce whose course comes from stop's eight directions and push's speeds: at the event the mover meets a
+    wall it is heading to and its velocity across that wall flips, along the wall it keeps."""
+    lo, hi = radius + 1, size - 1 - radius
+    event = int(rng.integers(*event_window(frames), endpoint=True))
+    step = np.array(DIRECTIONS[str(rng.choice(list(DIRECTIONS)))], dtype=np.float64)
+    walls = [w for w, (axis, sign) in _WALLS.items() if step[axis] == sign]
+    wall = walls[int(rng.integers(len(walls)))]
+    axis, sign = _WALLS[wall]
+    velocity = step / np.linalg.norm(step) * _shared_speed(hi - lo, frames, rng)
+    time = np.arange(frames, dtype=np.float64) - event
+    center = np.empty((frames, 2))
+    center[:, axis] = (hi if sign > 0 else lo) - sign * abs(velocity[axis]) * np.abs(time)
+    along = velocity[1 - axis] * time
+    center[:, 1 - axis] = rng.uniform(lo - along.min(), hi - along.max()) + along
+    return MotionSample([Track(center, np.ones(frames), np.full(frames, rng.uniform(-0.3, 0.3)))], event, {"wall": wall})
+
+
+def _bounce(frames: int, size: int, radius: float, rng: np.random.Generator, shared_motion: bool = False) -> MotionSample:
+    if shared_motion:
+        return _shared_bounce(frames, size, radius, rng)
     lo, hi = radius + 1, size - 1 - radius
     event = int(rng.integers(*event_window(frames), endpoint=True))
     wall = str(rng.choice(["left", "right", "top", "bottom"]))
     axis = 0 if wall in ("left", "right") else 1
-    if shared_speed:
-        speed = _shared_speed(hi - lo, frames, rng)
-    else:
-        speed = rng.uniform(0.5, 0.9) * (hi - lo) / max(event, frames - 1 - event)
+    speed = rng.uniform(0.5, 0.9) * (hi - lo) / max(event, frames - 1 - event)
     offset = speed * np.abs(np.arange(frames) - event)
     along = lo + offset if wall in ("left", "top") else hi - offset
     center = np.empty((frames, 2))
@@ -206,12 +227,12 @@ def _bounce(frames: int, size: int, radius: float, rng: np.random.Generator, sha
 
 
 def _start_or_stop(starts: bool, frames: int, size: int, radius: float, rng: np.random.Generator,
-                   shared_speed: bool = False) -> MotionSample:
+                   shared_motion: bool = False) -> MotionSample:
     lo, hi = radius + 1, size - 1 - radius
     event = int(rng.integers(*event_window(frames), endpoint=True))
     direction = str(rng.choice(list(DIRECTIONS)))
     step = np.array(DIRECTIONS[direction], dtype=np.float64)
-    if shared_speed and not starts:
+    if shared_motion and not starts:
         # A unit step, so a diagonal mover is not sqrt(2) times faster than the others.
         step /= np.linalg.norm(step)
         travel = _shared_speed(hi - lo, frames, rng) * event
@@ -241,13 +262,17 @@ def _approach(towards: bool, frames: int, size: int, radii: tuple[float, float],
     raise RuntimeError(f"could not place an approach of radii {radii} in a {size}px frame")
 
 
-def _push(frames: int, size: int, radii: tuple[float, float], rng: np.random.Generator) -> MotionSample:
+def _push(frames: int, size: int, radii: tuple[float, float], rng: np.random.Generator, shared_motion: bool = False) -> MotionSample:
     ra, rb = radii
     span = size - 2 - 2 * ra
     time = np.arange(frames, dtype=np.float64)
     for _ in range(_MAX_TRIES):
         event = int(rng.integers(*event_window(frames), endpoint=True))
-        direction = _unit(rng)
+        if shared_motion:
+            step = np.array(DIRECTIONS[str(rng.choice(list(DIRECTIONS)))], dtype=np.float64)
+            direction = step / np.linalg.norm(step)
+        else:
+            direction = _unit(rng)
         speed = span * rng.uniform(0.5, 0.8) / (frames - 1)
         b_start = rng.uniform(rb + 1, size - 1 - rb, size=2)
         a_center = (b_start - direction * (ra + rb))[None, :] + direction[None, :] * speed * (time - event)[:, None]
@@ -300,7 +325,7 @@ def _pass(behind: bool, frames: int, size: int, radii: tuple[float, float], rng:
 
 
 def sample_motion(name: str, frames: int, size: int, radii: tuple[float, ...], rng: np.random.Generator,
-                  shared_speed: bool = False) -> MotionSample:
+                  shared_motion: bool = False) -> MotionSample:
     """Trajectories realizing motion class `name`.
 
     Args:
@@ -309,9 +334,10 @@ def sample_motion(name: str, frames: int, size: int, radii: tuple[float, ...], r
         size: frame side in pixels.
         radii: base radius in pixels of each participating object (main object first).
         rng: the clip's random generator.
-        shared_speed: bounce and stop draw their mover's speed from push's range (SHARED_EVENT_SPEED, a unit
-            direction), so the speed before one of these events does not tell which comes; only where the mover
-            is heading does. Off by default: the clips are those of earlier worlds.
+        shared_motion: the movers of bounce, stop and push draw their course from one distribution: a speed in
+            SHARED_EVENT_SPEED (push's range) along one of the eight DIRECTIONS (stop's), so how fast and which
+            way a mover goes before one of these events does not tell which comes; only what lies ahead of it
+            (a wall, an object, nothing) does. Off by default: the clips are those of earlier worlds.
     """
     if name not in MOTIONS_BY_NAME:
         raise ValueError(f"unknown motion {name!r}; expected one of {MOTION_NAMES}")
@@ -323,10 +349,10 @@ def sample_motion(name: str, frames: int, size: int, radii: tuple[float, ...], r
         "rotate_ccw": lambda: _rotate(False, frames, size, ra, rng),
         "grow": lambda: _resize(True, frames, size, ra, rng),
         "shrink": lambda: _resize(False, frames, size, ra, rng),
-        "bounce": lambda: _bounce(frames, size, ra, rng, shared_speed),
+        "bounce": lambda: _bounce(frames, size, ra, rng, shared_motion),
         "still": lambda: _still(frames, size, ra, rng),
         "start": lambda: _start_or_stop(True, frames, size, ra, rng),
-        "stop": lambda: _start_or_stop(False, frames, size, ra, rng, shared_speed),
+        "stop": lambda: _start_or_stop(False, frames, size, ra, rng, shared_motion),
     }
     if name in single:
         return single[name]()
@@ -334,7 +360,7 @@ def sample_motion(name: str, frames: int, size: int, radii: tuple[float, ...], r
     double = {
         "approach": lambda: _approach(True, frames, size, pair, rng),
         "move_away": lambda: _approach(False, frames, size, pair, rng),
-        "push": lambda: _push(frames, size, pair, rng),
+        "push": lambda: _push(frames, size, pair, rng, shared_motion),
         "collide": lambda: _collide(frames, size, pair, rng),
         "pass_behind": lambda: _pass(True, frames, size, pair, rng),
         "pass_front": lambda: _pass(False, frames, size, pair, rng),

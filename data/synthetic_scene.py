@@ -54,7 +54,7 @@ def _place_distractor(tracks: list[Track], radii: list[float], radius: float, si
 
 
 def sample_scene(motion_name: str, *, frames: int, size: int, max_objects: int, compositional: bool, rng: np.random.Generator,
-                 shared_event_speed: bool = False) -> Scene:
+                 shared_event_motion: bool = False) -> Scene:
     """Sample a scene showing `motion_name` with 1..max_objects objects of distinct categories and colors.
 
     Distractors are still and placed clear of the moving objects' paths, so they never take part in the
@@ -71,7 +71,7 @@ def sample_scene(motion_name: str, *, frames: int, size: int, max_objects: int, 
     diameters = [rng.uniform(*MAIN_DIAMETER) * size] + [rng.uniform(*OTHER_DIAMETER) * size for _ in range(wanted - 1)]
 
     participants = motion.num_objects
-    sample = sample_motion(motion_name, frames, size, tuple(d / 2 for d in diameters[:participants]), rng, shared_event_speed)
+    sample = sample_motion(motion_name, frames, size, tuple(d / 2 for d in diameters[:participants]), rng, shared_event_motion)
     tracks = list(sample.tracks)
     for diameter in diameters[participants:]:
         point = _place_distractor(tracks, [d / 2 for d in diameters[: len(tracks)]], diameter / 2, size, rng)

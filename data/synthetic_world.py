@@ -56,8 +56,8 @@ class WorldConfig:
         anticipation_s: gap between the end of an anticipation context and its event. EK100 uses 1 s
             (Sec. 6); our clips last 2 s, so the default is 0.5 s.
         compositional_fraction: share of test clips drawn from held-out (motion, category, color) triples.
-        shared_event_speed: bounce and stop movers draw their speed from push's range (see
-            `synthetic_motion.sample_motion`), so in a bounce / stop / push world only where the mover is heading
+        shared_event_motion: bounce, stop and push movers draw speed and direction from one distribution (see
+            `synthetic_motion.sample_motion`), so in a bounce / stop / push world only what lies ahead of the mover
             tells the coming event. Off by default (the clips of earlier worlds).
     """
 
@@ -68,7 +68,7 @@ class WorldConfig:
     motions: tuple[str, ...] = MOTION_NAMES
     anticipation_s: float = 0.5
     compositional_fraction: float = 0.5
-    shared_event_speed: bool = False
+    shared_event_motion: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "motions", tuple(self.motions))
@@ -163,7 +163,7 @@ def make_clip(config: WorldConfig, seed: int, split: str, index: int, root: Path
     motion_name = config.motions[int(rng.integers(len(config.motions)))]
     compositional = split == "test" and rng.random() < config.compositional_fraction
     scene = sample_scene(motion_name, frames=config.frames, size=config.size, max_objects=config.max_objects, compositional=compositional, rng=rng,
-                         shared_event_speed=config.shared_event_speed)
+                         shared_event_motion=config.shared_event_motion)
     frames = render(scene, config.frames, config.size, rng)
     clip_id = f"{index:06d}"
     video, image = f"videos/{split}/{clip_id}.mp4", f"images/{split}/{clip_id}.png"
@@ -270,7 +270,7 @@ def generate_world(
     motions: tuple[str, ...] | list[str] | None = None,
     anticipation_s: float = 0.5,
     compositional_fraction: float = 0.5,
-    shared_event_speed: bool = False,
+    shared_event_motion: bool = False,
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
@@ -289,7 +289,7 @@ def generate_world(
     started = time.perf_counter()
     config = WorldConfig(
         frames=frames, size=size, fps=fps, max_objects=max_objects, motions=MOTION_NAMES if motions is None else tuple(motions),
-        anticipation_s=anticipation_s, compositional_fraction=compositional_fraction, shared_event_speed=shared_event_speed,
+        anticipation_s=anticipation_s, compositional_fraction=compositional_fraction, shared_event_motion=shared_event_motion,
     )
     for name, value in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(value, int) or value < 0:

@@ -27,8 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--motions", nargs="+", default=None, metavar="NAME", help=f"subset of: {' '.join(MOTION_NAMES)}")
     parser.add_argument("--anticipation-s", type=float, default=defaults.anticipation_s)
     parser.add_argument("--compositional-fraction", type=float, default=defaults.compositional_fraction)
-    parser.add_argument("--shared-event-speed", action="store_true",
-                        help="bounce and stop movers take push's speed range, so only where a mover heads tells its event")
+    parser.add_argument("--shared-event-motion", action="store_true",
+                        help="bounce, stop and push movers share one speed range and 8 directions: only what lies ahead tells the event")
     parser.add_argument("--workers", type=int, default=1, help="processes (the project machine has 2 cores)")
     parser.add_argument("--overwrite", action="store_true", help="atomically replace an existing --out")
     return parser.parse_args(argv)
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate_world(
             args.out, n_train=args.train, n_test=args.test, seed=args.seed, frames=args.frames, size=args.size,
             fps=args.fps, max_objects=args.max_objects, motions=args.motions, anticipation_s=args.anticipation_s,
-            compositional_fraction=args.compositional_fraction, shared_event_speed=args.shared_event_speed,
+            compositional_fraction=args.compositional_fraction, shared_event_motion=args.shared_event_motion,
             workers=args.workers, overwrite=args.overwrite,
         )
     except OutputExistsError as error:

@@ -76,35 +76,42 @@ def test_start_and_stop_differ_by_motion_in_the_context():
         assert np.ptp(a[scene.sample.event_frame :], axis=0).max() < 1e-9
 
 
-def speed_shares(motion: str, shared: bool, count: int = 40) -> np.ndarray:
-    """Per clip: the main object's speed in the last context frame as a share of its free span per clip length."""
+def context_courses(motion: str, shared: bool, count: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Per clip: the main object's speed in the last context frame as a share of its free span per clip length,
+    and its heading in degrees."""
     rng = np.random.default_rng([11, len(motion), shared])
-    speeds, spans = [], []
+    shares, headings = [], []
     for _ in range(count):
         scene = sample_scene(motion, frames=FRAMES, size=SIZE, max_objects=3, compositional=False, rng=rng,
-                             shared_event_speed=shared)
+                             shared_event_motion=shared)
         a, end = scene.sample.tracks[0].center, context_end(scene)
-        speeds.append(np.linalg.norm(a[end - 1] - a[end - 2]))
-        spans.append(SIZE - 2 - scene.objects[0].diameter)
-    return np.array(speeds) * (FRAMES - 1) / np.array(spans)
+        velocity = a[end - 1] - a[end - 2]
+        shares.append(np.linalg.norm(velocity) * (FRAMES - 1) / (SIZE - 2 - scene.objects[0].diameter))
+        headings.append(np.degrees(np.arctan2(velocity[1], velocity[0])))
+    return np.array(shares), np.array(headings)
 
 
-def test_shared_event_speed_gives_bounce_stop_and_push_movers_one_speed_range():
+def test_shared_event_motion_gives_bounce_stop_and_push_movers_one_course_distribution():
     low, high = SHARED_EVENT_SPEED
     for motion in ("bounce", "stop", "push"):
-        share = speed_shares(motion, shared=True)
+        share, heading = context_courses(motion, shared=True)
         assert share.min() >= low - 1e-9 and share.max() <= high + 1e-9, motion
-    # Off (the default), bounce and stop keep their own ranges: faster than push's on average, so speed hints the event.
-    mean_share = {m: speed_shares(m, shared=False).mean() for m in ("bounce", "stop", "push")}
-    assert mean_share["bounce"] > high and mean_share["stop"] > high and low <= mean_share["push"] <= high
+        assert np.allclose(heading / 45, np.round(heading / 45), atol=1e-6), motion  # one of the 8 directions
+        assert len(np.unique(np.round(heading))) >= 5, motion  # diagonals too, for bounce as well
+    # Off (the default), each keeps its own course: bounce runs along an axis, push any way, bounce and stop are
+    # faster than push on average: speed and heading hint the event.
+    default = {m: context_courses(m, shared=False) for m in ("bounce", "stop", "push")}
+    assert default["bounce"][0].mean() > high and default["stop"][0].mean() > high and low <= default["push"][0].mean() <= high
+    assert np.allclose(default["bounce"][1] / 90, np.round(default["bounce"][1] / 90), atol=1e-6)
+    assert not np.allclose(default["push"][1] / 45, np.round(default["push"][1] / 45), atol=1e-3)
 
 
 @pytest.mark.parametrize("motion", ["bounce", "stop", "push"])
-def test_shared_event_speed_keeps_the_event_on_course_and_in_frame(motion):
+def test_shared_event_motion_keeps_the_event_on_course_and_in_frame(motion):
     rng = np.random.default_rng([5, len(motion)])
     for _ in range(20):
         scene = sample_scene(motion, frames=FRAMES, size=SIZE, max_objects=3, compositional=False, rng=rng,
-                             shared_event_speed=True)
+                             shared_event_motion=True)
         event, end = scene.sample.event_frame, context_end(scene)
         a = scene.sample.tracks[0].center
         ra = scene.objects[0].diameter / 2
@@ -114,17 +121,22 @@ def test_shared_event_speed_keeps_the_event_on_course_and_in_frame(motion):
             continue
         np.testing.assert_allclose(extrapolate(a, end, event), a[event], atol=1e-6)
         if motion == "bounce":
-            assert np.isclose(a[event], ra + 1).any() or np.isclose(a[event], SIZE - 1 - ra).any()
+            axis = 0 if scene.sample.facts["wall"] in ("left", "right") else 1
+            wall = ra + 1 if scene.sample.facts["wall"] in ("left", "top") else SIZE - 1 - ra
+            assert np.isclose(a[event, axis], wall)
+            before, after = a[event] - a[event - 1], a[event + 1] - a[event]
+            np.testing.assert_allclose(after[axis], -before[axis], atol=1e-9)  # across the wall it flips
+            np.testing.assert_allclose(after[1 - axis], before[1 - axis], atol=1e-9)  # along the wall it keeps
 
 
-def test_shared_event_speed_is_off_by_default_and_reaches_the_clips():
-    assert WorldConfig().shared_event_speed is False
+def test_shared_event_motion_is_off_by_default_and_reaches_the_clips():
+    assert WorldConfig().shared_event_motion is False
     plain = WorldConfig(frames=FRAMES, size=SIZE, fps=FPS, motions=("bounce", "stop"), anticipation_s=1.0)
     shared = WorldConfig(frames=FRAMES, size=SIZE, fps=FPS, motions=("bounce", "stop"), anticipation_s=1.0,
-                         shared_event_speed=True)
+                         shared_event_motion=True)
     # Same seed and index: the same motion and event, only the mover's speed differs.
     for index in range(4):
         a, b = make_clip(plain, 0, "train", index, None), make_clip(shared, 0, "train", index, None)
         assert a["motion_name"] == b["motion_name"] and a["anticipation"] == b["anticipation"]
-    args = parse_args(["--out", "x", "--train", "1", "--test", "1", "--seed", "0", "--shared-event-speed"])
-    assert args.shared_event_speed is True
+    args = parse_args(["--out", "x", "--train", "1", "--test", "1", "--seed", "0", "--shared-event-motion"])
+    assert args.shared_event_motion is True
