@@ -86,5 +86,12 @@ def test_the_recipe_world_settings_generate_a_missing_world_and_refuse_another_o
     ensure_synthetic_world(SyntheticWorldArgs(dir=args.dir))  # nothing set: any world
 
     generate_world(tmp_path / "other", n_train=2, n_test=1, seed=0, frames=16, fps=8.0, progress=False)
+    meta_file = tmp_path / "other" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["config"]["shared_event_motion"]  # as a world generated before the setting existed records it
+    meta_file.write_text(json.dumps(meta))
+    ensure_synthetic_world(SyntheticWorldArgs(dir=str(tmp_path / "other"), frames=16, shared_event_motion=False))
+    with pytest.raises(ValueError, match="shared_event_motion: recipe True, world False"):
+        ensure_synthetic_world(SyntheticWorldArgs(dir=str(tmp_path / "other"), shared_event_motion=True))
     with pytest.raises(ValueError, match=r"other/meta.json.*frames: recipe 24, world 16.*fps: recipe 4.0, world 8.0"):
         ensure_synthetic_world(SyntheticWorldArgs(dir=str(tmp_path / "other"), frames=24, fps=4.0))

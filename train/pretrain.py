@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
 from vjepa_vlm.data.pretrain_dataset import DataArgs, PretrainMixture, SourceArgs, StreamPositionSampler
-from vjepa_vlm.data.synthetic_world import generate_world
+from vjepa_vlm.data.synthetic_world import WorldConfig, generate_world
 from vjepa_vlm.train.checkpoint import CheckpointArgs, latest_checkpoint, load_model_weights, read_checkpoint_state
 from vjepa_vlm.train.config import config_class_for, load_config, validate_config
 from vjepa_vlm.train.distributed import DistributedArgs, build_accelerator, prepare_with_stream_sampler
@@ -66,9 +66,10 @@ class SyntheticWorldArgs:
         n_train, n_test: clips per split.
         image_weight: mixture weight of the still images (Table 1 gives ImageNet 0.25); videos get the rest.
         workers: rendering processes.
-        frames, size, fps, motions, anticipation_s: the generator's clip settings (`WorldConfig`). None: the
-            generator's default when the world is generated, and any value in an existing world. A value that is
-            set must match an existing world's `meta.json`, so a recipe written for one world never pretrains on
+        frames, size, fps, motions, anticipation_s, shared_event_motion: the generator's clip settings
+            (`WorldConfig`). None: the generator's default when the world is generated, and any value in an
+            existing world. A value that is set must match an existing world's `meta.json` (a setting older worlds
+            do not record counts as the generator's default), so a recipe written for one world never pretrains on
             another one left under the same folder.
     """
 
@@ -83,6 +84,7 @@ class SyntheticWorldArgs:
     fps: float | None = None
     motions: list[str] | None = None
     anticipation_s: float | None = None
+    shared_event_motion: bool | None = None
 
 
 @dataclass
@@ -159,7 +161,7 @@ def synthetic_world_sources(args: SyntheticWorldArgs) -> list[SourceArgs]:
     ]
 
 
-WORLD_CLIP_SETTINGS = ("frames", "size", "fps", "motions", "anticipation_s")
+WORLD_CLIP_SETTINGS = ("frames", "size", "fps", "motions", "anticipation_s", "shared_event_motion")
 
 
 def ensure_synthetic_world(args: SyntheticWorldArgs) -> None:
@@ -170,9 +172,14 @@ def ensure_synthetic_world(args: SyntheticWorldArgs) -> None:
         generate_world(args.dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed, workers=args.workers,
                        **requested)
         return
-    existing = json.loads(meta_file.read_text()).get("config", {})
+    existing = {setting.name: setting.default for setting in fields(WorldConfig)}
+    existing |= json.loads(meta_file.read_text())["config"]
+
+    def plain(value):
+        return list(value) if isinstance(value, (list, tuple)) else value
+
     differing = [f"{name}: recipe {value!r}, world {existing.get(name)!r}" for name, value in requested.items()
-                 if (list(value) if name == "motions" else value) != existing.get(name)]
+                 if plain(value) != plain(existing.get(name))]
     if differing:
         raise ValueError(f"{meta_file} describes another world than synthetic_world asks for ({'; '.join(differing)}); "
                          "point synthetic_world.dir at a new folder, or regenerate this one with "
