@@ -178,7 +178,7 @@ def behaviour_weights(mix: str) -> tuple[float, ...]:
 class RandomActions:
     """Uniform random actions in the action box: the baseline that play is measured against."""
 
-    def __init__(self, rng: np.random.Generator, table_height: float, mix: str = "default"):
+    def __init__(self, rng: np.random.Generator, table_height: float):
         self.rng = rng
 
     def act(self, state: np.ndarray, block_pose: np.ndarray) -> np.ndarray:
@@ -198,7 +198,7 @@ def record_episode(env, seed: int, index: int, steps: int, policy: str = "play",
     """
     rng = episode_rng(seed, index)
     env.reset(seed=int(rng.integers(2**31)))
-    controller = (ScriptedPlay if policy == "play" else RandomActions)(rng, env.table_height, mix)
+    controller = ScriptedPlay(rng, env.table_height, mix) if policy == "play" else RandomActions(rng, env.table_height)
     frames, states, actions, blocks = [], [], [], []
     for _ in range(steps):
         frames.append(env.render())
