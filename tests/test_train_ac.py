@@ -17,7 +17,7 @@ from vjepa_vlm.data.pretrain_dataset import crop_and_normalize, read_manifest
 from vjepa_vlm.data.video_io import read_video
 from vjepa_vlm.modeling_vjepa2_ac import VJEPA2WorldModel
 from vjepa_vlm.train.ac_trainer import (
-    ACTrainConfig, WorldModelObjective, build_world_model, load_recipe, train,
+    ACTrainConfig, WorldModelObjective, build_world_model, change_weights, load_recipe, train,
 )
 from vjepa_vlm.train.checkpoint import latest_checkpoint
 from vjepa_vlm.train.config import load_config, validate_config
@@ -141,6 +141,53 @@ def test_loss_is_teacher_forcing_plus_two_step_rollout_l1_on_layer_normed_featur
     assert trainable and all(model.predictor.get_parameter(n).grad is not None for n in trainable)
 
 
+def test_change_weights_follow_the_formula_on_a_hand_made_example():
+    features = torch.zeros(1, 4, 4, 2)
+    features[0, 1, 0] = 2.0  # token 0 moves at target 1 and back at target 2; at target 3 nothing changes
+    features[0, 1, 1] = 1.0  # token 1 moves half as much
+    weights = change_weights(features, alpha=4.0)[0, :, :, 0]
+    # change c = (2, 1, 0, 0), mean 0.75: w = (1 + 4 c / 0.75) / 5
+    expected = torch.tensor([(1 + 4 * 2 / 0.75) / 5, (1 + 4 * 1 / 0.75) / 5, 0.2, 0.2])
+    torch.testing.assert_close(weights[0], expected)
+    torch.testing.assert_close(weights[1], expected)
+    assert torch.equal(weights[2], torch.ones(4))
+    torch.testing.assert_close(weights.mean(-1), torch.ones(3))
+
+
+def test_change_weighted_loss_is_off_by_default_and_weights_each_target_token(robot_dataset):
+    model = _tiny_model(_data_args(robot_dataset))
+    torch.manual_seed(1)
+    # 4 of the 16 tokens change from frame to frame, the rest stay: the weights are far from uniform.
+    features = torch.randn(2, 1, 16, 48).repeat(1, 4, 1, 1)
+    features[:, :, :4] = torch.randn(2, 4, 4, 48)
+    features = F.layer_norm(features, (48,))
+    actions, states = torch.randn(2, 3, 7), torch.randn(2, 4, 7)
+    predicted = model(features[:, :-1], actions, states[:, :-1]).predicted_features.detach()
+    imagined = model.rollout(features[:, :1], actions[:, :2], states[:, :2], 2).detach()
+
+    default = WorldModelObjective(model, auto_steps=2)(actions, states, features=features)
+    off = WorldModelObjective(model, auto_steps=2, change_weight=0.0)(actions, states, features=features)
+    plain_tf = (predicted - features[:, 1:]).abs().mean()
+    assert torch.equal(default["teacher_forcing_loss"], plain_tf) and torch.equal(off["loss"], default["loss"])
+
+    alpha = 2.0
+    weighted = WorldModelObjective(model, auto_steps=2, change_weight=alpha)(actions, states, features=features)
+    tf_sum, rollout_sum = 0.0, 0.0
+    for b in range(2):
+        for t in range(3):
+            change = [(features[b, t + 1, n] - features[b, t, n]).abs().mean().item() for n in range(16)]
+            mean = sum(change) / 16
+            for n in range(16):
+                weight = (1 + alpha * change[n] / mean) / (1 + alpha)
+                tf_sum += weight * (predicted[b, t, n] - features[b, t + 1, n]).abs().mean().item()
+                if t < 2:
+                    rollout_sum += weight * (imagined[b, t, n] - features[b, t + 1, n]).abs().mean().item()
+    assert weighted["teacher_forcing_loss"].item() == pytest.approx(tf_sum / (2 * 3 * 16), rel=1e-5)
+    assert weighted["rollout_loss"].item() == pytest.approx(rollout_sum / (2 * 2 * 16), rel=1e-5)
+    weighted["loss"].backward()
+    assert all(p.grad is not None for p in model.predictor.parameters() if p.requires_grad)
+
+
 def test_feature_cache_serves_exactly_the_center_cropped_encoding(robot_dataset):
     data = _data_args(robot_dataset, cache_features=True)
     model = _tiny_model(data)
@@ -196,12 +243,13 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_run(tmp_path, robot_d
 
 def test_config_errors_say_what_to_fix(tmp_path):
     config = load_config(ACTrainConfig, overrides=["steps=10", "optim.warmup_steps=8", "optim.decay_steps=8",
-                                                   "data.num_frames=3", "loss.auto_steps=3", "model.preset=nope"])
+                                                   "data.num_frames=3", "loss.auto_steps=3", "model.preset=nope",
+                                                   "loss.change_weight=-1"])
     with pytest.raises(ValueError) as error:
         validate_config(config)
     message = str(error.value)
     for expected in ("data.root is empty", "exceed steps (10)", "loss.auto_steps must be in [1, data.num_frames - 1 = 2]",
-                     "model.preset 'nope' is unknown"):
+                     "model.preset 'nope' is unknown", "loss.change_weight must be >= 0, got -1"):
         assert expected in message
 
 

@@ -10,6 +10,11 @@ The encoder is frozen; only the action-conditioned predictor trains. The objecti
 
 and the loss is their sum. Ground-truth states accompany the imagined frames, as in the reference.
 
+`loss.change_weight` (alpha, default 0: the plain mean above) weights each target token z_{t+1}[n] by how much it
+changed from the frame before, so the few tokens a grip or a pushed block alters are not outweighed by the static
+background:  w = (1 + alpha * c / mean_n c) / (1 + alpha),  c[n] = mean_d | z_{t+1}[n] - z_t[n] |,
+the mean over the frame's tokens; the weights of each target frame average 1, so the loss keeps its scale.
+
 The run directory (`checkpoint.dir`) receives `metrics.jsonl` (loss, both terms, lr, weight decay, clips skipped
 for unreadable videos), `loss_curve.png`, and checkpoints whose `model/` folder loads with
 `VJEPA2WorldModel.from_pretrained` (encoder and predictor in one folder).
@@ -76,9 +81,11 @@ class LossArgs:
 
     Args:
         auto_steps: rollout length of the autoregressive loss (the reference: 2); at most `data.num_frames - 1`.
+        change_weight: alpha of the change-weighted loss (module docstring); 0 (default): every token weighs the same.
     """
 
     auto_steps: int = 2
+    change_weight: float = 0.0
 
 
 @dataclass
@@ -111,6 +118,8 @@ class ACTrainConfig:
                 f"loss.auto_steps must be in [1, data.num_frames - 1 = {self.data.num_frames - 1}], "
                 f"got {self.loss.auto_steps}"
             )
+        if self.loss.change_weight < 0:
+            errors.append(f"loss.change_weight must be >= 0, got {self.loss.change_weight}")
         return errors
 
 
@@ -175,17 +184,28 @@ def build_world_model(args: WorldModelArgs, data: ACDataArgs) -> VJEPA2WorldMode
     return model
 
 
+def change_weights(features: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Per-token weights `(B, T-1, N, 1)` of the targets `features[:, 1:]` of `features` `(B, T, N, D)`:
+    (1 + alpha * c / mean_n c) / (1 + alpha) with c the mean absolute change of each token from the frame before;
+    a target frame in which nothing changes weighs every token 1."""
+    change = (features[:, 1:] - features[:, :-1]).detach().abs().mean(-1, keepdim=True)
+    mean = change.mean(-2, keepdim=True)
+    weights = (1 + alpha * change / mean.clamp_min(torch.finfo(change.dtype).tiny)) / (1 + alpha)
+    return torch.where(mean > 0, weights, torch.ones_like(weights))
+
+
 class WorldModelObjective(nn.Module):
     """Teacher-forcing plus rollout L1 loss of a world model (see the module docstring); only the predictor trains.
 
     Args:
         model: the world model.
         auto_steps: rollout length.
+        change_weight: alpha of the change-weighted loss; 0: the plain mean.
     """
 
-    def __init__(self, model: VJEPA2WorldModel, auto_steps: int = 2):
+    def __init__(self, model: VJEPA2WorldModel, auto_steps: int = 2, change_weight: float = 0.0):
         super().__init__()
-        self.model, self.auto_steps = model, auto_steps
+        self.model, self.auto_steps, self.change_weight = model, auto_steps, change_weight
 
     def forward(self, actions: torch.Tensor, states: torch.Tensor, features: torch.Tensor | None = None,
                 pixel_values: torch.Tensor | None = None) -> dict:
@@ -198,8 +218,12 @@ class WorldModelObjective(nn.Module):
         steps = self.auto_steps
         predicted = self.model(features[:, :-1], actions, states[:, :-1]).predicted_features
         imagined = self.model.rollout(features[:, :1], actions[:, :steps], states[:, :steps], steps)
-        teacher_forcing = (predicted - features[:, 1:]).abs().mean()
-        rollout = (imagined - features[:, 1 : steps + 1]).abs().mean()
+        teacher_forcing = (predicted - features[:, 1:]).abs()
+        rollout = (imagined - features[:, 1 : steps + 1]).abs()
+        if self.change_weight:
+            weights = change_weights(features, self.change_weight)
+            teacher_forcing, rollout = teacher_forcing * weights, rollout * weights[:, :steps]
+        teacher_forcing, rollout = teacher_forcing.mean(), rollout.mean()
         return {"loss": teacher_forcing + rollout, "teacher_forcing_loss": teacher_forcing, "rollout_loss": rollout}
 
 
@@ -237,7 +261,7 @@ def train(config: ACTrainConfig) -> Path:
         dataset.build_feature_cache(lambda frames: model.encode_frames(frames.to(accelerator.device)).cpu())
         accelerator.print(f"cached the features of {len(dataset.features)} episodes")
 
-    objective = WorldModelObjective(model, config.loss.auto_steps)
+    objective = WorldModelObjective(model, config.loss.auto_steps, config.loss.change_weight)
     optimizer = torch.optim.AdamW(weight_decay_param_groups(model.predictor), betas=config.optim.betas,
                                   eps=config.optim.eps)
     scheduler = OptimizerScheduler(
@@ -282,5 +306,5 @@ def train(config: ACTrainConfig) -> Path:
 
 __all__ = [
     "ACTrainConfig", "LossArgs", "PlayACTrainConfig", "PlayDataArgs", "WorldModelArgs", "WorldModelObjective",
-    "build_world_model", "ensure_play_data", "load_recipe", "train",
+    "build_world_model", "change_weights", "ensure_play_data", "load_recipe", "train",
 ]
