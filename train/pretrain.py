@@ -11,7 +11,8 @@ The loop is `vjepa_vlm.train.loop.TrainingLoop`; the run directory (`checkpoint.
 context, skipped files), `loss_curve.png`, and checkpoints whose `online/` and `target/` folders load with
 `VJEPA2Model.from_pretrained`; `target/` holds the EMA encoder, the one to probe. A cooldown run
 (progressive resolution) sets `checkpoint.init_from` to a constant-phase checkpoint and changes
-`data.num_frames` / `data.crop_size`.
+`data.num_frames` / `data.crop_size`. A run with the residual predictor (`pred_residual`) initialized from a
+plain predictor's checkpoint restarts the predictor's output projection at zero (`restart_residual_head`).
 """
 
 from __future__ import annotations
@@ -186,6 +187,23 @@ def ensure_synthetic_world(args: SyntheticWorldArgs) -> None:
                          "scripts/make_synthetic_data.py and those settings")
 
 
+def saved_pred_residual(model_dir: Path) -> bool:
+    """Whether the `VJEPA2Model` saved in `model_dir` has the residual predictor (configs older than it do not)."""
+    return bool(json.loads((model_dir / "config.json").read_text()).get("pred_residual", False))
+
+
+@torch.no_grad()
+def restart_residual_head(model: VJEPA2Model) -> None:
+    """Zero the predictor's output projection of a model initialized from a plain predictor's weights.
+
+    That projection learned the whole target feature; under the residual option it adds to the copy of the last
+    visible slice, so kept as it is it would predict copy + feature. At zero the run starts as the copy baseline, like
+    a residual predictor built from scratch, with the plain predictor's trunk.
+    """
+    model.predictor.proj.weight.zero_()
+    model.predictor.proj.bias.zero_()
+
+
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
     """The config of a recipe: `SyntheticPretrainConfig` when it has a `synthetic_world:` section."""
     cls = config_class_for(path, PretrainConfig, {"synthetic_world": SyntheticPretrainConfig})
@@ -236,6 +254,8 @@ def train(config: PretrainConfig) -> Path:
     elif config.checkpoint.init_from:
         for name, module in models.items():
             load_model_weights(module, Path(config.checkpoint.init_from) / name)
+            if model_config.pred_residual and not saved_pred_residual(Path(config.checkpoint.init_from) / name):
+                restart_residual_head(module)
         accelerator.print(f"initialized weights from {config.checkpoint.init_from}")
 
     wrapped, optimizer = prepare_with_stream_sampler(accelerator, pretrainer, optimizer, config.data.batch_size)

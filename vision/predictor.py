@@ -3,9 +3,21 @@
 Context tokens are projected to the predictor width, one learnable mask token is placed at every target position,
 the joint sequence is sorted by grid position, run through RoPE blocks, unsorted, and the target tokens are projected
 back to the encoder width (Sec. 2.1, Table 12: a ViT-s, 384 wide, 12 deep, 12 heads).
+
+The residual predictor (`config.pred_residual`, not in the paper, off by default) predicts a change instead of the
+whole feature. A target token's prediction starts from its "copy": the context token at the same spatial position in
+the latest earlier slice that holds one, layer-normed without affine parameters as the pretraining targets are. For
+the future masks of pretraining (`temporal_position="end"`, the context is the clip's first slices) and for the
+anticipation query (`VJEPA2ForActionAnticipation`), that is the last context slice; for a target block that starts
+mid-clip it is the slice just before the block. A target with no earlier context token at its position (a block at
+the clip's start, or a position masked in every earlier slice) keeps the plain prediction from its mask token. The
+output projection starts at zero, so an untrained residual predictor is exactly the copy baseline. The copy is
+detached: the encoder learns only through the predictor's input, as without the option, and the loss cannot pull
+the context features towards the next slice's targets directly.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vjepa_vlm.vision.block import build_blocks
@@ -36,11 +48,43 @@ class VJEPA2PredictorEmbeddings(nn.Module):
         return torch.cat((context, targets), dim=1)
 
 
+def previous_context_positions(
+    context_indices: torch.Tensor, target_indices: torch.Tensor, grid_size: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each target token's copy comes from (the residual predictor's start).
+
+    Args:
+        context_indices: `(B, Nc)` grid indices of the context tokens (t outermost, as everywhere).
+        target_indices: `(B, Nt)` grid indices of the target tokens.
+        grid_size: `(t, h, w)` grid the indices refer to.
+
+    Returns:
+        `(positions (B, Nt), found (B, Nt))`: the position in `context_indices` of the context token at the target's
+        spatial position in the latest slice before the target's slice, and whether there is one (position 0 where
+        not).
+    """
+    slices, height, width = grid_size
+    per_slice = height * width
+    batch, num_context = context_indices.shape
+    device = context_indices.device
+    position_at = torch.full((batch, slices * per_slice), -1, dtype=torch.long, device=device)
+    position_at.scatter_(1, context_indices, torch.arange(num_context, device=device).expand(batch, -1))
+    slice_ids = torch.arange(slices, device=device).view(1, -1, 1)
+    # The latest context slice at or before each slice, per spatial position, then shifted one slice: strictly before.
+    latest = torch.where(position_at.view(batch, slices, per_slice) >= 0, slice_ids, -1).cummax(dim=1).values
+    before = torch.cat((latest.new_full((batch, 1, per_slice), -1), latest[:, :-1]), dim=1).flatten(1)
+    source_slice = before.gather(1, target_indices)
+    found = source_slice >= 0
+    source = source_slice.clamp(min=0) * per_slice + target_indices % per_slice
+    return position_at.gather(1, source).clamp(min=0), found
+
+
 class VJEPA2Predictor(nn.Module):
     """Mask-denoising predictor.
 
     Args:
-        config: a `VJEPA2Config` (the `pred_*` fields, plus `hidden_size` of the encoder it predicts).
+        config: a `VJEPA2Config` (the `pred_*` fields, plus `hidden_size` of the encoder it predicts);
+            `pred_residual` makes it the residual predictor of the module docstring.
     """
 
     def __init__(self, config):
@@ -57,6 +101,9 @@ class VJEPA2Predictor(nn.Module):
         )
         self.layernorm = nn.LayerNorm(config.pred_hidden_size, eps=config.layer_norm_eps)
         self.proj = nn.Linear(config.pred_hidden_size, config.hidden_size)
+        self.residual = getattr(config, "pred_residual", False)
+        # The model's weight init reads the mark: an untrained residual predictor is exactly the copy.
+        self.proj.zero_init = self.residual
 
     def forward(
         self,
@@ -103,4 +150,10 @@ class VJEPA2Predictor(nn.Module):
 
         target_slots = order.argsort(dim=1)[:, num_context:]
         hidden_states = hidden_states.gather(1, target_slots.unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1]))
-        return self.proj(hidden_states)
+        predicted = self.proj(hidden_states)
+        if not self.residual:
+            return predicted
+        positions, found = previous_context_positions(context_indices.to(device), target_indices.to(device), grid_size)
+        copied = context_tokens.detach().gather(1, positions.unsqueeze(-1).expand(-1, -1, context_tokens.shape[-1]))
+        copied = F.layer_norm(copied, copied.shape[-1:])
+        return predicted + copied.to(predicted.dtype) * found.unsqueeze(-1).to(predicted.dtype)

@@ -79,6 +79,10 @@ class VJEPA2Config(PreTrainedConfig):
         pred_num_mask_tokens (`int`): Number of learnable mask tokens (one per masking pattern).
         pred_zero_init_mask_tokens (`bool`): Initialize mask tokens at zero instead of truncated normal.
         pred_mlp_ratio (`float`): Predictor MLP width / `pred_hidden_size`.
+        pred_residual (`bool`): Residual predictor (not in the paper; off by default): each target token's
+            prediction is the layer-normed context token at its spatial position in the latest earlier context slice
+            (the "copy" of the last visible slice) plus the predictor's output, whose projection starts at zero; a
+            target with no earlier context token at its position gets the plain prediction. See `VJEPA2Predictor`.
 
     The attention implementation is transformers' `attn_implementation` keyword (here or in `from_pretrained`):
     "eager" (the explicit-softmax reference), "sdpa" (the default) or "flash_attention_2" (needs flash-attn). Every
@@ -111,6 +115,7 @@ class VJEPA2Config(PreTrainedConfig):
     pred_num_mask_tokens: int = 10
     pred_zero_init_mask_tokens: bool = True
     pred_mlp_ratio: int | float = 4.0
+    pred_residual: bool = False
 
     def validate_architecture(self):
         """Called by `@strict` on construction: every width must split into heads whose dims RoPE can rotate."""

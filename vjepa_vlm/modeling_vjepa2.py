@@ -59,7 +59,13 @@ def _as_mask_list(masks: torch.Tensor | Sequence[torch.Tensor], name: str) -> li
 
 def init_vjepa2_projection(module: nn.Linear | nn.Conv3d, std: float) -> None:
     """Truncated-normal weights, zero bias; the residual output projections of block l (marked with
-    `residual_depth`) start smaller, by 1 / sqrt(2 l), as in the reference init."""
+    `residual_depth`) start smaller, by 1 / sqrt(2 l), as in the reference init; one marked `zero_init` (the residual
+    predictor's output) starts at zero."""
+    if getattr(module, "zero_init", False):
+        init.zeros_(module.weight)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+        return
     depth = getattr(module, "residual_depth", None)
     init.trunc_normal_(module.weight, std=std if depth is None else std / (2.0 * depth) ** 0.5)
     if module.bias is not None:
