@@ -144,3 +144,13 @@ def test_residual_run_initialized_from_a_plain_checkpoint_starts_from_a_zero_hea
         assert after.config.pred_residual and before.predictor.proj.weight.abs().max() > 1e-3
         assert after.predictor.proj.weight.abs().max() < 1e-9 and after.predictor.proj.bias.abs().max() < 1e-9
         torch.testing.assert_close(after.predictor.layernorm.weight, before.predictor.layernorm.weight)
+
+
+def test_copy_is_a_skip_connection_that_passes_gradients_to_the_context_tokens():
+    # With the head at zero the trunk passes no gradient: what reaches the context tokens comes through the copy, and
+    # only to the last context slice (positions 12-15), the one the targets copy.
+    residual = model(True)
+    tokens = torch.randn(1, 16, 64, requires_grad=True)
+    predicted = residual.predictor(tokens, torch.arange(16)[None], torch.arange(16, 24)[None], GRID)
+    (predicted - torch.randn_like(predicted)).abs().mean().backward()
+    assert tokens.grad[0, 12:].abs().sum(-1).min() > 0 and torch.equal(tokens.grad[0, :12], torch.zeros(12, 64))
