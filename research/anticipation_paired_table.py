@@ -6,7 +6,9 @@ Files of one setting that ran different probe seeds are merged (a seed in two fi
 time: every features row's test recall (%, mean ± sample std over seeds), then `--minus`'s paired differences (e.g.
 both - encoder) per seed, their mean ± std, the standard error of the mean (std / sqrt(seeds)), the paired t
 statistic (mean / standard error) and how many seeds are above zero. Differences of one seed's two rows share the
-seed's split, draws and test clips, so their spread is the probe's, not the data's.
+seed's split, draws and test clips, so their spread is the probe's, not the data's. `--heads` prints instead every
+head of a multi-head sweep (one per learning rate and weight decay): its validation and test recall over seeds, the
+numbers a setting is chosen by (validation) and what it then reads (test).
 """
 
 from __future__ import annotations
@@ -34,6 +36,22 @@ def merge_seeds(paths: list[Path]) -> dict[str, dict[int, dict]]:
                     raise ValueError(f"{path}: probe seed {run['seed']} of the {name} row is also in an earlier file")
                 seeds[run["seed"]] = run["best"]
     return rows
+
+
+def head_table(paths: list[Path], times: list[float]) -> str:
+    """Every sweep head's recall (%, mean ± std over the seeds of every file and features row)."""
+    lines = ["| features | lr | wd | seeds | val " + " / ".join(METRICS) + " | "
+             + " | ".join(f"test {t:g} s" for t in times) + " |", "| --- " * (5 + len(times)) + "|"]
+    for path in paths:
+        for name, result in json.loads(path.read_text())["features"].items():
+            runs = result["seeds"]
+            for index, head in enumerate(runs[0]["heads"]):
+                heads = [run["heads"][index] for run in runs]
+                splits = ["val"] + [f"test@{t:g}s" for t in times]
+                cells = [" / ".join(cell([h[f"{split}_{m}"] for h in heads]) for m in METRICS) for split in splits]
+                lines.append(f"| {name} | {head['lr']:g} | {head['weight_decay']:g} | {len(runs)} | "
+                             + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def paired(first: dict[int, dict], second: dict[int, dict], key: str) -> dict:
@@ -77,8 +95,12 @@ def main(argv=None) -> str:
     parser.add_argument("results", type=Path, nargs="+", help="run_anticipation result JSONs of one setting")
     parser.add_argument("--times", type=float, nargs="+", default=[1.0], help="test anticipation times (s)")
     parser.add_argument("--minus", nargs=2, default=["both", "encoder"], metavar=("ROW", "BASE"))
+    parser.add_argument("--heads", action="store_true", help="every sweep head's validation and test recall")
     cli = parser.parse_args(argv)
-    text = tables(merge_seeds(cli.results), cli.times, tuple(cli.minus))
+    if cli.heads:
+        text = head_table(cli.results, cli.times)
+    else:
+        text = tables(merge_seeds(cli.results), cli.times, tuple(cli.minus))
     print(text)
     return text
 

@@ -34,3 +34,16 @@ def test_a_seed_in_two_files_is_refused(tmp_path):
     second = result(tmp_path / "b.json", [1, 2], [0.5, 0.4], [0.5, 0.4])
     with pytest.raises(ValueError, match="seed 1 of the encoder row"):
         table.merge_seeds([first, second])
+
+
+def test_heads_table_averages_each_sweep_head_over_seeds(tmp_path):
+    def head(lr, value):
+        return {"lr": lr, "weight_decay": 0.4, **{f"{split}_{m}": value for split in ("val", "test@1s")
+                                                  for m in table.METRICS}}
+    seeds = [{"seed": s, "heads": [head(3e-3, v), head(1e-2, 0.3)], "best": {}} for s, v in ((0, 0.5), (1, 0.7))]
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"complete": True, "features": {"encoder": {"seeds": seeds}}}))
+    lines = table.main([str(path), "--heads", "--times", "1"]).splitlines()
+    assert lines[2] == "| encoder | 0.003 | 0.4 | 2 | " + " / ".join(["60.0 ± 14.1"] * 3) + " | " \
+        + " / ".join(["60.0 ± 14.1"] * 3) + " |"
+    assert lines[3].startswith("| encoder | 0.01 | 0.4 | 2 | 30.0 ± 0.0 /")
