@@ -101,16 +101,20 @@ class AnticipationTask:
 
     Args:
         config: a `VJEPA2AnticipationConfig` (class counts, focal loss settings).
+        fusion: how the heads read the "both" features (`anticipation_fusion`); default the config's. "late" heads
+            take only the "both" concatenation; single-stream rows (encoder, predictor) are read with "early".
     """
 
     select_metric = "action_recall@5"
 
-    def __init__(self, config):
+    def __init__(self, config, fusion: str | None = None):
         self.config = config
+        self.fusion = config.anticipation_fusion if fusion is None else fusion
         self.sizes = (config.num_verbs, config.num_nouns, config.num_actions)
 
     def make_head(self, config: VJEPA2Config, args: ProbeArgs) -> nn.Module:
         head_config = copy.deepcopy(self.config)
+        head_config.anticipation_fusion = self.fusion
         head_config.num_pooler_layers = args.num_blocks - 1
         head_config.pooler_num_attention_heads = args.num_heads
         head_config.probe_position_embedding = args.position_embedding

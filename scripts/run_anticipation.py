@@ -14,7 +14,9 @@ EPIC_100_train.csv --epic-eval EPIC_100_validation.csv --epic-root DIR`, videos 
 Every training video gets `--train-draws` contexts at anticipation times U(0.25, 1.75) s and points U(0, 0.25); the
 frozen encoder and predictor run once per context (`extract_anticipation_tokens`) and the probe's multi-head
 lr x wd sweep (`vjepa_vlm.eval.probe.train_probe_sweep`) trains on the cached tokens, once per `--features` row of
-Table 20 (encoder tokens, predicted tokens, both) and probe seed. `--val-fraction` of the training videos (drawn per
+Table 20 (encoder tokens, predicted tokens, both) and probe seed. `--fusion late` reads the "both" row with a pooler
+per stream and classifiers on the two pooled features (ours; `early`, the default, is the reference's one pooler
+over the concatenated tokens). `--val-fraction` of the training videos (drawn per
 action class with `--val-seed`) is held out at 1 s; `--train-clips N` trains the probes on N of the rest (drawn per
 action class with `--train-clips-seed`; the label-scarce regime), validation and test unchanged. Each seed's head is the one with the best validation action
 recall@5, and its mean-class recall@1/@5 for verb, noun and action is reported on the test split at every
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from vjepa_vlm.configuration_vjepa2_anticipation import ANTICIPATION_FUSIONS
 from vjepa_vlm.data.epic_kitchens import action_vocabulary, read_anticipation_manifest, read_epic_kitchens
 from vjepa_vlm.eval.anticipation import (
     AnticipationSampling,
@@ -44,6 +47,7 @@ from vjepa_vlm.eval.anticipation import (
 from vjepa_vlm.eval.probe import ProbeArgs, stratified_split, train_probe_sweep
 from vjepa_vlm.modeling_vjepa2_anticipation import (
     ANTICIPATION_TASKS,
+    VJEPA2AnticipationHead,
     VJEPA2ForActionAnticipation,
     anticipation_grid,
     select_anticipation_features,
@@ -68,6 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--frame-fps", type=float, help="frame rate of frame folders not in --epic-video-info")
     parser.add_argument("--features", nargs="+", choices=("encoder", "predictor", "both"), default=["both"],
                         help="Table 20 rows: probe the encoder tokens, the predicted tokens, or both")
+    parser.add_argument("--fusion", choices=ANTICIPATION_FUSIONS, default="early",
+                        help="how the probe reads the 'both' row: early (the reference: one pooler over the "
+                             "concatenated tokens) or late (ours: each stream pooled by its own pooler, the "
+                             "classifiers read both pooled features); the single-stream rows are unchanged")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds (init and shuffling)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--val-seed", type=int, default=0, help="seed of the validation split and training draws")
@@ -288,11 +296,14 @@ def main(argv=None) -> dict:
                "classes": {"verbs": verbs, "nouns": nouns, "actions": actions},
                "train_clips": cli.train_clips, "train_clips_seed": cli.train_clips_seed,
                "train_draws": cli.train_draws, "context_frames": cli.context_frames, "fps": cli.fps,
-               "position_embedding": cli.position_embedding, "predictor_mask_index": cli.predictor_mask_index,
+               "position_embedding": cli.position_embedding, "fusion": cli.fusion,
+               "predictor_mask_index": cli.predictor_mask_index,
                "predictor_mask_token_untrained": untrained, "features": {}}
     side = cli.resolution // model.config.patch_size
     for features in cli.features:
-        data = {name: select_anticipation_features(*tokens[name], features) for name in contexts}
+        fusion = cli.fusion if features == "both" else "early"
+        row_task = AnticipationTask(model.config, fusion)
+        data = {name: select_anticipation_features(*tokens[name], features, fusion) for name in contexts}
         runs = []
         for seed in cli.seeds:
             args = ProbeArgs(
@@ -301,13 +312,15 @@ def main(argv=None) -> dict:
                 num_heads=cli.num_heads, num_blocks=cli.num_blocks, position_embedding=position_embedding, seed=seed,
             )
             eval_sets = {name: (data[name], labels[name]) for name in contexts if name != "train"}
-            result = train_probe_sweep(model.config, data["train"], labels["train"], eval_sets, task, args, "val",
+            result = train_probe_sweep(model.config, data["train"], labels["train"], eval_sets, row_task, args, "val",
                                        anticipation_grid(data["train"].shape[-2], side, side))
             best = result["best"]
             print(f"{features} seed {seed}: head lr={best['lr']} wd={best['weight_decay']}: " + " ".join(
                 f"{t} {best[f'{time_split(t)}_action_recall@5']:.3f}" for t in cli.eval_times), flush=True)
             if cli.save_model is not None and features == cli.features[0] and seed == cli.seeds[0]:
                 model.config.anticipation_features = features
+                model.config.anticipation_fusion = fusion
+                model.head = VJEPA2AnticipationHead(model.config)
                 model.head.load_state_dict(result["probe"].heads[best["index"]].state_dict())
                 model.save_pretrained(cli.save_model)
             runs.append({"seed": seed, "best": best, "heads": result["heads"]})

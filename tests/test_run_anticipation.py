@@ -87,6 +87,23 @@ def test_position_embedding_reaches_the_probe_and_the_saved_model(run, tmp_path)
     assert torch.isfinite(out.action_logits).all()
 
 
+def test_late_fusion_changes_only_the_both_row_and_reaches_the_saved_model(run, tmp_path):
+    root, early = run
+    argv = tiny_argv(root, tmp_path / "late.json", features=("encoder", "both"), seeds=("0", "1"),
+                     eval_times=tuple(map(str, TIMES))) + ["--fusion", "late"]
+    late = run_anticipation.main(argv)
+    assert early["fusion"] == "early" and late["fusion"] == "late"
+    assert late["features"]["encoder"] == early["features"]["encoder"]  # a single-stream row is read as before
+    assert late["features"]["both"]["seeds"][0]["heads"] != early["features"]["both"]["seeds"][0]["heads"]
+    argv = tiny_argv(root, tmp_path / "saved.json", features=("both",)) + [
+        "--fusion", "late", "--position-embedding", "sincos", "--save-model", str(tmp_path / "model")]
+    run_anticipation.main(argv)
+    model = VJEPA2ForActionAnticipation.from_pretrained(tmp_path / "model").eval()
+    assert model.config.anticipation_fusion == "late" and hasattr(model.head, "predicted_pooler")
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(1, 4, 3, 32, 32), 1.0).action_logits).all()
+
+
 def test_a_run_stopped_part_way_keeps_the_seeds_it_finished(run, tmp_path, monkeypatch):
     root, _ = run
     real_sweep = run_anticipation.train_probe_sweep

@@ -13,6 +13,7 @@ from huggingface_hub.dataclasses import strict
 from vjepa_vlm.configuration_vjepa2 import PRESETS, VJEPA2Config
 
 ANTICIPATION_FEATURES = ("encoder", "predictor", "both")  # Table 20's three rows
+ANTICIPATION_FUSIONS = ("early", "late")  # how the probe reads "both": the reference's one token sequence, or ours
 
 
 @strict(accept_kwargs=True)
@@ -30,6 +31,10 @@ class VJEPA2AnticipationConfig(VJEPA2Config):
         num_output_frames (`int`): Frames the predictor imagines after the skipped ones (2 = one tubelet slice).
         anticipation_features (`str`): Tokens the probe reads: "encoder" (the context's encoder tokens),
             "predictor" (the predicted tokens) or "both" (concatenated along tokens; Table 20).
+        anticipation_fusion (`str`): How the probe reads "both": "early" (the reference: one attentive pooler over
+            the concatenated tokens) or "late" (ours: a second pooler reads the predicted tokens, each stream is
+            pooled alone and every classifier reads the two pooled features concatenated). "late" needs
+            `anticipation_features="both"`.
         predictor_mask_index (`int`): Which learnable mask token fills the predicted positions (the reference's
             default, 1).
         focal_alpha (`float`): Weight of positives in the sigmoid focal loss (0.25).
@@ -49,6 +54,7 @@ class VJEPA2AnticipationConfig(VJEPA2Config):
     max_frames: int = 64
     num_output_frames: int = 2
     anticipation_features: str = "both"
+    anticipation_fusion: str = "early"
     predictor_mask_index: int = 1
     pooler_num_attention_heads: int = 16
     probe_position_embedding: str | None = None
@@ -65,6 +71,16 @@ class VJEPA2AnticipationConfig(VJEPA2Config):
             raise ValueError(
                 f"VJEPA2AnticipationConfig.anticipation_features must be one of {ANTICIPATION_FEATURES}, "
                 f"got {self.anticipation_features!r}"
+            )
+        if self.anticipation_fusion not in ANTICIPATION_FUSIONS:
+            raise ValueError(
+                f"VJEPA2AnticipationConfig.anticipation_fusion must be one of {ANTICIPATION_FUSIONS}, "
+                f"got {self.anticipation_fusion!r}"
+            )
+        if self.anticipation_fusion == "late" and self.anticipation_features != "both":
+            raise ValueError(
+                "VJEPA2AnticipationConfig: anticipation_fusion='late' pools the context and the predicted tokens "
+                f"separately, so it needs anticipation_features='both', got {self.anticipation_features!r}"
             )
         if not self.frames_per_second > 0:
             raise ValueError(f"VJEPA2AnticipationConfig.frames_per_second must be > 0, got {self.frames_per_second}")
@@ -93,4 +109,4 @@ class VJEPA2AnticipationConfig(VJEPA2Config):
         return cls(**{**PRESETS[name], **overrides})
 
 
-__all__ = ["ANTICIPATION_FEATURES", "VJEPA2AnticipationConfig"]
+__all__ = ["ANTICIPATION_FEATURES", "ANTICIPATION_FUSIONS", "VJEPA2AnticipationConfig"]

@@ -6,6 +6,8 @@ context (facebookresearch/vjepa2 `evals/action_anticipation_frozen/modelcustom/v
 context positions `arange(N)`, target positions `N + h*w*steps + arange(h*w*slices)`, mask token 1). A probe with three
 learnable queries (verb, noun, action) attends to the encoder tokens, the predicted tokens, or both concatenated
 (Table 20), and three linear heads give the logits; the loss is the sigmoid focal loss summed over the three.
+For both, `anticipation_fusion` picks the reference's early fusion (one pooler over the concatenated tokens, the
+default) or our late fusion (each stream pooled by a pooler of its own, the classifiers read both pooled features).
 
 `anticipation_tokens` is the one computation of the frozen features: the model's forward and the cached-feature
 probe sweep (`vjepa_vlm.eval.anticipation`) both call it.
@@ -24,7 +26,11 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
-from vjepa_vlm.configuration_vjepa2_anticipation import ANTICIPATION_FEATURES, VJEPA2AnticipationConfig
+from vjepa_vlm.configuration_vjepa2_anticipation import (
+    ANTICIPATION_FEATURES,
+    ANTICIPATION_FUSIONS,
+    VJEPA2AnticipationConfig,
+)
 from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, VJEPA2PreTrainedModel
 from vjepa_vlm.vision.attentive_pooler import VJEPA2AttentivePooler
 
@@ -106,26 +112,73 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
 class VJEPA2AnticipationHead(nn.Module):
     """Three-query attentive pooler + verb/noun/action classifiers: the trainable part of anticipation.
 
+    With `anticipation_fusion="late"` a second pooler of its own (`predicted_pooler`) reads the predicted tokens while
+    `pooler` reads the context's, and each classifier reads the two pooled features concatenated. Separate weights,
+    not one pooler run twice: the two streams come from different networks (encoder tokens over several slices,
+    the predictor's one imagined slice), and each single-stream probe (Table 20's encoder and predictor rows) reads
+    its stream with a pooler of its own; late fusion is those two readers side by side. It costs one more pooler
+    and classifiers of twice the input width.
+
     Args:
         config: a `VJEPA2AnticipationConfig` (or any `VJEPA2Config` with `num_verbs`, `num_nouns`, `num_actions`
-            and the pooler fields).
+            and the pooler fields; "late" fusion also reads `context_frames` and `output_frames`).
     """
 
     def __init__(self, config: VJEPA2Config):
         super().__init__()
+        self.fusion = getattr(config, "anticipation_fusion", "early")
         self.pooler = VJEPA2AttentivePooler(config)
         # One learnable query per task; the pooler's cross-attention block and its output keep one row per query.
         self.pooler.query_tokens = nn.Parameter(torch.zeros(1, len(ANTICIPATION_TASKS), config.hidden_size))
-        self.verb_classifier = nn.Linear(config.hidden_size, config.num_verbs)
-        self.noun_classifier = nn.Linear(config.hidden_size, config.num_nouns)
-        self.action_classifier = nn.Linear(config.hidden_size, config.num_actions)
+        pooled_size = config.hidden_size
+        if self.fusion == "late":
+            self.predicted_pooler = VJEPA2AttentivePooler(config)
+            self.predicted_pooler.query_tokens = nn.Parameter(
+                torch.zeros(1, len(ANTICIPATION_TASKS), config.hidden_size)
+            )
+            # The probe sweep initializes `pooler.query_tokens` itself; zero queries would start as mean pooling.
+            nn.init.trunc_normal_(self.predicted_pooler.query_tokens, std=config.initializer_range)
+            tubelet = config.tubelet_size
+            self.stream_slices = (config.context_frames // tubelet, config.output_frames // tubelet)
+            pooled_size = 2 * config.hidden_size
+        elif self.fusion != "early":
+            raise ValueError(f"anticipation_fusion must be 'early' or 'late', got {self.fusion!r}")
+        self.verb_classifier = nn.Linear(pooled_size, config.num_verbs)
+        self.noun_classifier = nn.Linear(pooled_size, config.num_nouns)
+        self.action_classifier = nn.Linear(pooled_size, config.num_actions)
         self.sizes = (config.num_verbs, config.num_nouns, config.num_actions)
 
     def forward(self, tokens: torch.Tensor, grid_size: tuple[int, int, int] | None = None) -> torch.Tensor:
         """(B, N, D) tokens -> (B, num_verbs + num_nouns + num_actions) logits, verbs first (`split_logits`)."""
-        pooled = self.pooler(tokens, grid_size)
+        if self.fusion == "late":
+            (context, context_grid), (predicted, predicted_grid) = self.split_streams(tokens, grid_size)
+            pooled = torch.cat((self.pooler(context, context_grid), self.predicted_pooler(predicted, predicted_grid)),
+                               dim=-1)
+        else:
+            pooled = self.pooler(tokens, grid_size)
         classifiers = (self.verb_classifier, self.noun_classifier, self.action_classifier)
         return torch.cat([classifier(pooled[:, i]) for i, classifier in enumerate(classifiers)], dim=-1)
+
+    def split_streams(self, tokens: torch.Tensor, grid_size: tuple[int, int, int] | None):
+        """`((context tokens, grid), (predicted tokens, grid))` of late fusion's input, the "both" concatenation.
+
+        Each stream gets its own grid, so with a position embedding the context reads as the encoder row's and the
+        predicted slice as the predictor row's.
+        """
+        if grid_size is None:
+            raise ValueError("anticipation_fusion='late' needs the tokens' grid_size to split the two streams")
+        context_slices, predicted_slices = self.stream_slices
+        per_slice = grid_size[1] * grid_size[2]
+        expected = (context_slices + predicted_slices) * per_slice
+        if tokens.shape[1] != expected:
+            raise ValueError(
+                f"anticipation_fusion='late' reads the {context_slices * per_slice} context tokens and the "
+                f"{predicted_slices * per_slice} predicted tokens concatenated (anticipation_features='both', "
+                f"{context_slices} + {predicted_slices} slices of {per_slice} tokens), got {tokens.shape[1]} tokens: "
+                "a single-stream feature set (encoder or predictor) is read with 'early'"
+            )
+        context, predicted = tokens.split((context_slices * per_slice, predicted_slices * per_slice), dim=1)
+        return ((context, (context_slices, *grid_size[1:])), (predicted, (predicted_slices, *grid_size[1:])))
 
     def split_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return logits.split(self.sizes, dim=-1)
@@ -244,8 +297,10 @@ class VJEPA2ForActionAnticipation(VJEPA2PreTrainedModel):
             if labels.shape[0] != pixel_values_videos.shape[0]:
                 raise ValueError(f"labels has {labels.shape[0]} rows for {pixel_values_videos.shape[0]} clips")
         encoded, predicted = self.anticipation_tokens(pixel_values_videos, anticipation_time)
-        tokens = select_anticipation_features(encoded, predicted, self.config.anticipation_features)
-        height, width = (side // self.config.patch_size for side in pixel_values_videos.shape[-2:])
+        config = self.config
+        tokens = select_anticipation_features(encoded, predicted, config.anticipation_features,
+                                              config.anticipation_fusion)
+        height, width = (side // config.patch_size for side in pixel_values_videos.shape[-2:])
         logits = self.head(tokens, anticipation_grid(tokens.shape[1], height, width))
         verb, noun, action = self.head.split_logits(logits)
         loss = None
@@ -255,8 +310,18 @@ class VJEPA2ForActionAnticipation(VJEPA2PreTrainedModel):
         return ActionAnticipationOutput(loss=loss, verb_logits=verb, noun_logits=noun, action_logits=action)
 
 
-def select_anticipation_features(encoded: torch.Tensor, predicted: torch.Tensor, features: str) -> torch.Tensor:
-    """The tokens the probe reads for one of Table 20's rows (`ANTICIPATION_FEATURES`)."""
+def select_anticipation_features(
+    encoded: torch.Tensor, predicted: torch.Tensor, features: str, fusion: str = "early"
+) -> torch.Tensor:
+    """The tokens the probe reads for one of Table 20's rows (`ANTICIPATION_FEATURES`).
+
+    "both" is the two streams concatenated along tokens for either fusion (the head splits them for "late").
+    """
+    if fusion not in ANTICIPATION_FUSIONS:
+        raise ValueError(f"anticipation fusion must be one of {ANTICIPATION_FUSIONS}, got {fusion!r}")
+    if fusion == "late" and features != "both":
+        raise ValueError(f"late fusion pools the context and the predicted tokens separately: it needs the 'both' "
+                         f"features, got {features!r}")
     if features == "encoder":
         return encoded
     if features == "predictor":
