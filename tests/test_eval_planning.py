@@ -83,8 +83,40 @@ def test_pick_and_place_has_three_goal_images_and_a_raising_policy_is_a_failure(
     assert record["success"] is False and record["error"] == "RuntimeError: planner exploded"
 
 
+def test_push_subgoal_adds_a_goal_behind_the_block_to_push_s_own_draws_and_policies_follow_the_schedule(env):
+    push, split = make_setup(env, TASKS["push"], seed=0, index=2), make_setup(env, TASKS["push_subgoal"], seed=0, index=2)
+    # The same start and, exactly, the same final goal as the published single-goal push.
+    assert push.reset_seed == split.reset_seed and np.array_equal(push.start_state, split.start_state)
+    assert np.array_equal(push.goal_block[-1], split.goal_block[-1]) and np.array_equal(push.goal_gripper[-1], split.goal_gripper[-1])
+    assert np.array_equal(push.goal_frames[-1], split.goal_frames[-1])
+    assert len(push.goal_frames) == 1 and len(split.goal_frames) == 2 and TASKS["push_subgoal"].steps == TASKS["push"].steps
+    # The first goal: closed fingers down on the table about 7 cm behind the block, which has not moved yet.
+    env.set_state(split.start_state)
+    start_block, start_frame = env.block_pose()[:3].copy(), env.render()
+    behind = split.goal_gripper[0]
+    assert 0.05 < np.linalg.norm(behind[:2] - start_block[:2]) < 0.08 and abs(behind[2] - env.table_height) < 0.02
+    assert np.linalg.norm(split.goal_block[0] - start_block) < 0.01
+    assert np.abs(split.goal_frames[0].astype(int) - start_frame).mean() > 0.2
+    assert np.abs(split.goal_frames[0].astype(int) - split.goal_frames[1]).mean() > 0.2
+    oracle = run_episode(env, split, OraclePolicy())
+    assert oracle["success"] and len(oracle["subgoal_gripper_m"]) == 2 and max(oracle["subgoal_gripper_m"]) < 0.02
+    assert "subgoal_gripper_m" not in run_episode(env, push, OraclePolicy())
+
+    class Still(Policy):
+        name = "still"
+
+        def act(self, env, frame, step, goal_index):
+            indices.append(goal_index)
+            return np.zeros(4, np.float32)
+
+    indices = []
+    still = run_episode(env, split, Still())
+    assert indices == [0] * 6 + [1] * 9 and not still["success"]
+    assert still["subgoal_gripper_m"][0] == pytest.approx(float(np.linalg.norm(env.state()[:3] - behind)), abs=0.01)
+
+
 def test_bad_tasks_models_and_images_are_refused():
-    with pytest.raises(ValueError, match=r"unknown task\(s\) \['stack'\]"):
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['stack'\]; expected .*'push_subgoal'"):
         check_tasks(["reach", "stack"])
     config = VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")
     config.predictor_config.action_dim = 7
