@@ -81,7 +81,7 @@ def tables(rows: dict[str, dict[int, dict]], times: list[float], minus: tuple[st
     if first in rows and second in rows:
         lines += ["", f"| {first} - {second} | t (s) | per seed | mean ± std | s.e. | t | seeds > 0 |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
-        for m in ("verb_recall@1", "action_recall@5"):
+        for m in METRICS:
             for t in times:
                 d = paired(rows[first], rows[second], f"test@{t:g}s_{m}")
                 lines.append(f"| {m} | {t:g} | " + ", ".join(f"{x:+.1f}" for x in d["diffs"])
