@@ -5,7 +5,8 @@
 Files of one setting that ran different probe seeds are merged (a seed in two files is refused). Per anticipation
 time: every features row's test recall (%, mean ± sample std over seeds), then `--minus`'s paired differences (e.g.
 both - encoder) per seed, their mean ± std, the standard error of the mean (std / sqrt(seeds)), the paired t
-statistic (mean / standard error) and how many seeds are above zero. Differences of one seed's two rows share the
+statistic (mean / standard error) and how many seeds are above zero; `--base-results` takes the base row from
+other files (a second setting run on the same split, draws and seeds). Differences of one seed's two rows share the
 seed's split, draws and test clips, so their spread is the probe's, not the data's. `--heads` prints instead every
 head of a multi-head sweep (one per learning rate and weight decay): its validation and test recall over seeds, the
 numbers a setting is chosen by (validation) and what it then reads (test).
@@ -71,19 +72,23 @@ def cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
 
-def tables(rows: dict[str, dict[int, dict]], times: list[float], minus: tuple[str, str]) -> str:
+def tables(rows: dict[str, dict[int, dict]], times: list[float], minus: tuple[str, str],
+           base_rows: dict[str, dict[int, dict]] | None = None) -> str:
+    """Every row's recall, then `minus`'s paired differences; the base row from `base_rows` when given."""
     lines = ["| features | seeds | t (s) | " + " / ".join(METRICS) + " |", "| --- | --- | --- | --- |"]
     for name, seeds in rows.items():
         for t in times:
             cells = [cell([best[f"test@{t:g}s_{m}"] for best in seeds.values()]) for m in METRICS]
             lines.append(f"| {name} | {len(seeds)} | {t:g} | " + " / ".join(cells) + " |")
     first, second = minus
-    if first in rows and second in rows:
-        lines += ["", f"| {first} - {second} | t (s) | per seed | mean ± std | s.e. | t | seeds > 0 |",
+    base = rows if base_rows is None else base_rows
+    label = second if base_rows is None else f"{second} (base files)"
+    if first in rows and second in base:
+        lines += ["", f"| {first} - {label} | t (s) | per seed | mean ± std | s.e. | t | seeds > 0 |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for m in METRICS:
             for t in times:
-                d = paired(rows[first], rows[second], f"test@{t:g}s_{m}")
+                d = paired(rows[first], base[second], f"test@{t:g}s_{m}")
                 lines.append(f"| {m} | {t:g} | " + ", ".join(f"{x:+.1f}" for x in d["diffs"])
                              + f" | {d['mean']:+.1f} ± {d['std']:.1f} | {d['sem']:.1f} | {d['t']:.1f} | "
                              f"{d['positive']} of {len(d['diffs'])} |")
@@ -96,11 +101,15 @@ def main(argv=None) -> str:
     parser.add_argument("--times", type=float, nargs="+", default=[1.0], help="test anticipation times (s)")
     parser.add_argument("--minus", nargs=2, default=["both", "encoder"], metavar=("ROW", "BASE"))
     parser.add_argument("--heads", action="store_true", help="every sweep head's validation and test recall")
+    parser.add_argument("--base-results", type=Path, nargs="+",
+                        help="take --minus's BASE row from these JSONs (another setting of the same split, draws and "
+                             "seeds, e.g. early against late fusion)")
     cli = parser.parse_args(argv)
     if cli.heads:
         text = head_table(cli.results, cli.times)
     else:
-        text = tables(merge_seeds(cli.results), cli.times, tuple(cli.minus))
+        base = merge_seeds(cli.base_results) if cli.base_results else None
+        text = tables(merge_seeds(cli.results), cli.times, tuple(cli.minus), base)
     print(text)
     return text
 

@@ -29,6 +29,13 @@ def test_files_of_different_seeds_merge_and_differences_pair_by_seed(tmp_path):
     assert "| both | 4 | 1 | 50.0 ± 9.8 /" in text and "+2.0, +1.0, -1.0, +3.0 | +1.2 ± 1.7 | 0.9 | 1.5 | 3 of 4 |" in text
 
 
+def test_base_row_from_other_files_pairs_two_settings_by_seed(tmp_path):
+    late = result(tmp_path / "late.json", [0, 1, 2], [0.50, 0.40, 0.45], [0.55, 0.46, 0.47])
+    early = result(tmp_path / "early.json", [0, 1, 2], [0.50, 0.40, 0.45], [0.51, 0.40, 0.47])
+    text = table.main([str(late), "--times", "1", "--minus", "both", "both", "--base-results", str(early)])
+    assert "| both - both (base files) |" in text and "| verb_recall@1 | 1 | +4.0, +6.0, +0.0 |" in text
+
+
 def test_a_seed_in_two_files_is_refused(tmp_path):
     first = result(tmp_path / "a.json", [0, 1], [0.5, 0.4], [0.5, 0.4])
     second = result(tmp_path / "b.json", [1, 2], [0.5, 0.4], [0.5, 0.4])
