@@ -13,6 +13,7 @@ from vjepa_vlm.eval.planning import (
     FETCH_CEM,
     LIFT_M,
     TASKS,
+    BCPolicy,
     OraclePolicy,
     PlannerPolicy,
     Policy,
@@ -28,6 +29,7 @@ from vjepa_vlm.eval.planning import (
 )
 from vjepa_vlm.scripts import eval_planning
 from vjepa_vlm.scripts.eval_planning import simulator
+from vjepa_vlm.vision.bc_policy import BCPolicyConfig, GoalConditionedPolicy
 
 from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
 
@@ -113,6 +115,26 @@ def test_push_subgoal_adds_a_goal_behind_the_block_to_push_s_own_draws_and_polic
     still = run_episode(env, split, Still())
     assert indices == [0] * 6 + [1] * 9 and not still["success"]
     assert still["subgoal_gripper_m"][0] == pytest.approx(float(np.linalg.norm(env.state()[:3] - behind)), abs=0.01)
+
+
+def test_bc_reads_the_goal_image_of_the_sub_goal_it_is_given(env):
+    """Fairness of push_subgoal: BC, like the planner, is conditioned on the current sub-goal's image."""
+    model = randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=0).eval()
+    config = BCPolicyConfig(tokens=model.tokens_per_frame, feature_dim=model.config.predictor_config.encoder_hidden_size,
+                            state_dim=4, action_dim=4, token_dim=3, hidden_size=16, action_scale=(5, 5, 5, 5))
+    policy = randomize_(GoalConditionedPolicy(config), seed=1).eval()
+    bc = BCPolicy(policy, model)
+    setup = make_setup(env, TASKS["push_subgoal"], seed=0, index=2)
+    bc.reset(setup)
+    env.set_state(setup.start_state)
+    frame = env.render()
+    actions = [bc.act(env, frame, 0, goal_index) for goal_index in (0, 1)]
+    assert not np.allclose(actions[0], actions[1])
+    with torch.no_grad():
+        goal = model.encode_frames(frames_to_model(setup.goal_frames[1][None], 64))[0]
+        features = model.encode_frames(frames_to_model(frame[None], 64))[0]
+        direct = policy(features, goal, torch.from_numpy(env.state()).float().unsqueeze(0))[0].numpy()
+    np.testing.assert_allclose(actions[1], direct, atol=1e-5)
 
 
 def test_bad_tasks_models_and_images_are_refused():
