@@ -98,14 +98,11 @@ def candidates(towards: np.ndarray) -> list[tuple[float, str, np.ndarray]]:
 
 @torch.no_grad()
 def imagined(model, features: torch.Tensor, state: np.ndarray, actions: np.ndarray) -> torch.Tensor:
-    """`(K, STEPS, N, D)` the model's rollout of each action `(K, 4)` repeated STEPS times from one frame, its
-    imagined states integrated from the actions as the planner does."""
-    count = len(actions)
-    repeated = torch.from_numpy(actions).float().unsqueeze(1).expand(count, STEPS, -1)
-    moves = repeated[:, :-1] * torch.tensor(FETCH_STATE_SCALE)
-    start = torch.from_numpy(state).float().expand(count, 1, -1)
-    states = torch.cat((start, start + moves.cumsum(1)), dim=1)
-    return model.rollout(features.expand(count, -1, -1, -1), repeated, states, steps=STEPS)
+    """`(K, STEPS, N, D)` the model's rollout of each action `(K, 4)` repeated STEPS times from one frame, as the
+    planner imagines it."""
+    repeated = torch.from_numpy(actions).float().unsqueeze(1).expand(-1, STEPS, -1)
+    states = torch.from_numpy(state).float().unsqueeze(0)
+    return model.imagine(features, states, repeated, torch.tensor(FETCH_STATE_SCALE))
 
 
 def simulated(env, model, crop: int, actions: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:

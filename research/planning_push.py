@@ -106,14 +106,10 @@ def situation(env, name: str, seed: int, index: int):
 
 @torch.no_grad()
 def imagined(model, features: torch.Tensor, state: np.ndarray, actions: np.ndarray) -> torch.Tensor:
-    """`(K, STEPS, N, D)` the model's rollout of each action sequence `(K, STEPS, 4)` from one frame, its imagined
-    states integrated from the actions as the planner does."""
-    count = len(actions)
-    sequence = torch.from_numpy(actions).float()
-    moves = sequence[:, :-1] * torch.tensor(FETCH_STATE_SCALE)
-    start = torch.from_numpy(state).float().expand(count, 1, -1)
-    states = torch.cat((start, start + moves.cumsum(1)), dim=1)
-    return model.rollout(features.expand(count, -1, -1, -1), sequence, states, steps=STEPS)
+    """`(K, STEPS, N, D)` the model's rollout of each action sequence `(K, STEPS, 4)` from one frame, as the planner
+    imagines it."""
+    states = torch.from_numpy(state).float().unsqueeze(0)
+    return model.imagine(features, states, torch.from_numpy(actions).float(), torch.tensor(FETCH_STATE_SCALE))
 
 
 @torch.no_grad()

@@ -222,6 +222,23 @@ def test_world_model_plan_batches_every_candidate_and_integrates_imagined_states
     assert moved[:, :3].abs().max() <= 0.05 + 1e-6  # at most one box-limited action x 0.05 m per unit
 
 
+def test_imagine_is_the_rollout_with_states_integrated_from_the_actions(model):
+    features = model.encode_frames(torch.randn(1, 1, 3, 64, 64))[0]
+    states = torch.tensor([[1.0, 0.5, 0.4, 0.05]])
+    candidates = torch.randn(5, 3, 4)
+    scale = torch.tensor([0.05, 0.05, 0.05, 0.0])
+    with torch.no_grad():
+        imagined = model.imagine(features, states, candidates, scale)
+        # Written out: the state before step k is the observed one plus the scaled moves of the steps before it.
+        by_hand_states = torch.cat((states.expand(5, 1, -1), states + (candidates[:, :2] * scale).cumsum(1)), dim=1)
+        by_hand = model.rollout(features.expand(5, -1, -1, -1), candidates, by_hand_states, steps=3)
+        held = model.imagine(features, states, candidates)
+        held_by_hand = model.rollout(features.expand(5, -1, -1, -1), candidates, states.expand(5, 3, -1), steps=3)
+    assert imagined.shape == (5, 3, 16, 96)
+    torch.testing.assert_close(imagined, by_hand, rtol=0, atol=0)
+    torch.testing.assert_close(held, held_by_hand, rtol=0, atol=0)
+
+
 def test_world_model_plan_refuses_mismatched_inputs_before_planning(model):
     features = torch.zeros(1, 16, 96)  # the preset's 16-pixel patches: 4 x 4 tokens of a 64-pixel frame
     goal = torch.zeros(16, 96)

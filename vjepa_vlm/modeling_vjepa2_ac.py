@@ -243,6 +243,28 @@ class VJEPA2WorldModel(VJEPA2ACPreTrainedModel):
             features = torch.cat((features, following.unsqueeze(1)), dim=1)
         return features[:, context_features.shape[1] :]
 
+    def imagine(
+        self,
+        features: torch.Tensor,
+        states: torch.Tensor,
+        candidates: torch.Tensor,
+        state_scale: torch.Tensor | None = None,
+        past_actions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`(K, horizon, H*W, D)`: each candidate action sequence `(K, horizon, action_dim)` rolled out from the
+        observed frames, the imagined states integrated from the actions; `plan` scores the last step. Arguments as
+        in `plan` (unchecked here: `plan` checks them)."""
+        samples, horizon = candidates.shape[:2]
+        device, state_dim = features.device, self.config.predictor_config.state_dim
+        past = candidates.new_zeros(0, candidates.shape[-1]) if past_actions is None else past_actions.to(device)
+        actions = torch.cat((past.expand(samples, -1, -1), candidates), dim=1)
+        imagined_states = states[-1].expand(samples, horizon - 1, -1)
+        if state_scale is not None and horizon > 1:
+            moves = candidates[:, :-1, :state_dim] * state_scale.to(device)
+            imagined_states = imagined_states + moves.cumsum(1)
+        all_states = torch.cat((states.expand(samples, -1, -1), imagined_states), dim=1)
+        return self.rollout(features.expand(samples, -1, -1, -1), actions, all_states, steps=horizon)
+
     @torch.no_grad()
     def plan(
         self,
@@ -290,18 +312,9 @@ class VJEPA2WorldModel(VJEPA2ACPreTrainedModel):
                 f"state_scale must be (state_dim={config.state_dim},) with action_dim >= state_dim "
                 f"(action_dim={config.action_dim}), got {tuple(state_scale.shape)}"
             )
-        device = features.device
 
         def imagine(candidates: torch.Tensor) -> torch.Tensor:
-            samples, horizon = candidates.shape[:2]
-            actions = torch.cat((past.to(device).expand(samples, -1, -1), candidates), dim=1)
-            imagined_states = states[-1].expand(samples, horizon - 1, -1)
-            if state_scale is not None and horizon > 1:
-                moves = candidates[:, :-1, : config.state_dim] * state_scale.to(device)
-                imagined_states = imagined_states + moves.cumsum(1)
-            all_states = torch.cat((states.expand(samples, -1, -1), imagined_states), dim=1)
-            context_features = features.expand(samples, -1, -1, -1)
-            return self.rollout(context_features, actions, all_states, steps=horizon)[:, -1]
+            return self.imagine(features, states, candidates, state_scale, past)[:, -1]
 
         return cem_plan(imagine, goal_features, config.action_dim, cem, init_mean=init_mean)
 
