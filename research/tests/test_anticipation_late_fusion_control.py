@@ -3,15 +3,11 @@ import json
 import pytest
 import torch
 from research_module import load_research_module
-from vjepa_vlm.data.synthetic_world import generate_world
+from tiny_anticipation import make_world_and_encoder
 from vjepa_vlm.scripts import run_anticipation
-
-from vjepa_vlm import VJEPA2Config, VJEPA2Model
 
 control = load_research_module("anticipation_late_fusion_control")
 
-TINY = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "patch_size": 16, "pred_hidden_size": 32,
-        "pred_num_attention_heads": 4, "pred_num_hidden_layers": 1}
 SHARED = ["--val-fraction", "0.25", "--train-draws", "1", "--context-frames", "4", "--fps", "4", "--max-frames", "12",
           "--resolution", "32", "--num-heads", "4", "--num-blocks", "1", "--epochs", "1", "--batch-size", "8",
           "--learning-rates", "1e-3", "--weight-decays", "0.01", "--seeds", "0", "--features", "encoder", "both"]
@@ -19,12 +15,7 @@ SHARED = ["--val-fraction", "0.25", "--train-draws", "1", "--context-frames", "4
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("late_control")
-    generate_world(root / "world", n_train=24, n_test=8, seed=0, frames=32, size=64, fps=8.0,
-                   motions=("bounce", "start", "stop", "push", "collide"), anticipation_s=0.5)
-    torch.manual_seed(0)
-    VJEPA2Model(VJEPA2Config(**TINY)).save_pretrained(root / "encoder")
-    return root
+    return make_world_and_encoder(tmp_path_factory.mktemp("late_control"))
 
 
 def test_the_both_row_reads_the_context_and_its_last_slice_with_late_fusion(root, monkeypatch):

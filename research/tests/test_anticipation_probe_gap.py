@@ -1,17 +1,12 @@
 import json
 
 import pytest
-import torch
 from research_module import load_research_module
-from vjepa_vlm.data.synthetic_world import generate_world
+from tiny_anticipation import make_world_and_encoder
 from vjepa_vlm.scripts import run_anticipation
-
-from vjepa_vlm import VJEPA2Config, VJEPA2Model
 
 probe_gap = load_research_module("anticipation_probe_gap")
 
-TINY = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "patch_size": 16, "pred_hidden_size": 32,
-        "pred_num_attention_heads": 4, "pred_num_hidden_layers": 1}
 SHARED = ["--val-fraction", "0.25", "--train-draws", "2", "--context-frames", "4", "--fps", "4", "--max-frames", "12",
           "--resolution", "32", "--num-heads", "4", "--num-blocks", "1", "--epochs", "2", "--batch-size", "8",
           "--learning-rates", "1e-3", "--weight-decays", "0.01", "--seeds", "0"]
@@ -19,12 +14,7 @@ SHARED = ["--val-fraction", "0.25", "--train-draws", "2", "--context-frames", "4
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gap")
-    generate_world(root / "world", n_train=24, n_test=8, seed=0, frames=32, size=64, fps=8.0,
-                   motions=("bounce", "start", "stop", "push", "collide"), anticipation_s=0.5)
-    torch.manual_seed(0)
-    VJEPA2Model(VJEPA2Config(**TINY)).save_pretrained(root / "encoder")
-    return root
+    return make_world_and_encoder(tmp_path_factory.mktemp("gap"))
 
 
 def test_probe_on_the_protocols_draws_is_run_anticipations_encoder_row(root):
