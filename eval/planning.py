@@ -19,6 +19,10 @@ is redrawn from another reset seed; every episode's seeds are functions of (seed
     push_subgoal        push with a first goal image: the closed fingers just behind the block (6 steps), then
                         push's goal image (9 steps); the same draws, final goals and criterion as push
     grasp               block >= 3 cm above its resting height (goal: picked and lifted ~10 cm)
+    grasp_subgoal       grasp with a first goal image: the open fingers down around the block (6 steps), then
+                        grasp's goal image (6 steps); the same draws, final goals and criterion as grasp
+    grasp_subgoal3      grasp in three goal images: open fingers down around the block (6 steps), the fingers
+                        closed on it on the table (2 steps), grasp's goal image (4 steps)
     reach_with_object   starts holding the lifted block; block within 5 cm of its goal (carried 8-20 cm)
     pick_and_place      block within 5 cm of its goal on the table; three goal images (grasped, above the goal,
                         placed) pursued for 4, 10 and 4 steps (appendix B.2)
@@ -30,6 +34,7 @@ error and counts as a failure.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -61,19 +66,41 @@ GOAL_DRAWS = 8
 
 @dataclass(frozen=True)
 class Task:
-    """A task: sub-goal step counts (one entry per goal image) and whether it starts holding the block."""
+    """A task: sub-goal step counts (one entry per goal image) and whether it starts holding the block.
+
+    A task with a `base` splits the base task's oracle run into stages: the same draws, start, final goal and
+    success criterion, with a goal image at the end of each stage; `stage_waypoints` says how many of the base's
+    waypoints each stage takes (one entry per goal image).
+    """
 
     name: str
     subgoal_steps: tuple[int, ...]
     holding_start: bool = False
-    # Render each goal image from its own oracle run from the start, the final one first: rendering in the middle
-    # of a run perturbs the contact solver (the block ends up to 2 mm elsewhere), so only an uninterrupted run
-    # gives the single-goal task's final goal exactly.
-    goals_from_start: bool = False
+    base: str | None = None
+    stage_waypoints: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if (self.base is None) != (not self.stage_waypoints) or (
+                self.base is not None and len(self.stage_waypoints) != len(self.subgoal_steps)):
+            raise ValueError(f"task {self.name}: a base task and one stage_waypoints entry per sub-goal go together "
+                             f"(base={self.base}, stage_waypoints={self.stage_waypoints}, subgoal_steps="
+                             f"{self.subgoal_steps})")
 
     @property
     def steps(self) -> int:
         return sum(self.subgoal_steps)
+
+    @property
+    def criterion(self) -> str:
+        """The task whose draws, goals and success criterion this one has: its base, or itself."""
+        return self.base or self.name
+
+    @property
+    def goals_from_start(self) -> bool:
+        # A split task renders each goal image from its own oracle run from the start, the final one uninterrupted:
+        # rendering in the middle of a run perturbs the contact solver (the block ends up to 2 mm elsewhere), so
+        # only an uninterrupted run gives the base task's final goal exactly.
+        return self.base is not None
 
 
 TASKS = {
@@ -81,8 +108,11 @@ TASKS = {
     for task in (
         Task("reach", (10,)),
         Task("push", (15,)),
-        Task("push_subgoal", (6, 9), goals_from_start=True),
+        Task("push_subgoal", (6, 9), base="push", stage_waypoints=(2, 1)),
         Task("grasp", (12,)),
+        # The oracle is down around the block after 6 steps, closes in 2 and has the block up 3 steps later.
+        Task("grasp_subgoal", (6, 6), base="grasp", stage_waypoints=(2, 2)),
+        Task("grasp_subgoal3", (6, 2, 4), base="grasp", stage_waypoints=(2, 1, 1)),
         Task("reach_with_object", (10,), holding_start=True),
         Task("pick_and_place", (4, 10, 4)),
     )
@@ -196,19 +226,30 @@ class EpisodeSetup:
     start_gripper: float = 0.0
 
     def distance(self, env: FetchCamera) -> float:
-        if self.task.name == "reach":
+        if self.task.criterion == "reach":
             return float(np.linalg.norm(env.state()[:3] - self.goal_gripper[-1]))
         return float(np.linalg.norm(env.block_pose()[:3] - self.goal_block[-1]))
 
     def success(self, env: FetchCamera) -> bool:
-        if self.task.name == "grasp":
+        if self.task.criterion == "grasp":
             return bool(env.block_pose()[2] - env.table_height >= LIFT_M)
         return self.distance(env) < SUCCESS_M
 
 
+def _split_stages(phases: list[Phase], stage_waypoints: tuple[int, ...]) -> list[Phase]:
+    """One phase per stage: the same waypoints in the same order, so the oracle's run is unchanged."""
+    waypoints = [w for phase in phases for w in phase.waypoints]
+    if sum(stage_waypoints) != len(waypoints):
+        raise ValueError(f"stages of {stage_waypoints} waypoints do not cover the base task's {len(waypoints)}")
+    return [Phase(waypoints[a:b]) for a, b in itertools.pairwise(itertools.accumulate((0, *stage_waypoints)))]
+
+
 def _plan_phases(task: Task, env: FetchCamera, rng: np.random.Generator) -> tuple[list[Phase], np.ndarray | None]:
     """The oracle's phases towards a freshly drawn goal, from the current state, and where they mean to leave the
-    block on the table (push, pick-and-place; None for the others)."""
+    block on the table (push, pick-and-place; None for the others). A split task draws as its base task does."""
+    if task.base is not None:
+        phases, intended = _plan_phases(TASKS[task.base], env, rng)
+        return _split_stages(phases, task.stage_waypoints), intended
     gripper, block, table = env.state()[:3].astype(np.float64), env.block_pose()[:3].astype(np.float64), env.table_height
 
     def offset(low: float, high: float, z: tuple[float, float]) -> np.ndarray:
@@ -219,17 +260,14 @@ def _plan_phases(task: Task, env: FetchCamera, rng: np.random.Generator) -> tupl
 
     if task.name == "reach":
         return [Phase([Waypoint(gripper + offset(0.08, 0.25, (-0.1, 0.1)), 0.0, 10, tolerance=0.005)])], None
-    if task.name in ("push", "push_subgoal"):
+    if task.name == "push":
         angle = rng.uniform(0, 2 * np.pi)
         direction = np.array([np.cos(angle), np.sin(angle), 0.0])
         behind = block - direction * 0.07
         goal = block + direction * rng.uniform(0.08, 0.15)
         approach = [Waypoint(behind + UP * 0.08, CLOSE, 8), Waypoint(behind + UP * 0.005, CLOSE, 6, tolerance=0.008)]
         shove = [Waypoint(goal - direction * 0.035 + UP * 0.005, CLOSE, 12, tolerance=0.005)]
-        # The same draws and the same waypoints either way: the split only adds the rendered frame behind the block.
-        if task.name == "push":
-            return [Phase(approach + shove)], goal
-        return [Phase(approach), Phase(shove)], goal
+        return [Phase(approach + shove)], goal
     if task.name == "grasp":
         return [Phase(pick_waypoints(block))], None
     if task.name == "reach_with_object":
@@ -256,13 +294,13 @@ def _acceptable(task: Task, env: FetchCamera, start_gripper: np.ndarray, start_b
         on_table = x0 <= intended[0] <= x1 and y0 <= intended[1] <= y1 and abs(lifted) < 0.01
         if not on_table or np.linalg.norm(goal_block[:2] - intended[:2]) > 0.03:
             return False
-    if task.name == "reach":
+    if task.criterion == "reach":
         return np.linalg.norm(goal_gripper - start_gripper) > 2 * SUCCESS_M
-    if task.name in ("push", "push_subgoal"):
+    if task.criterion == "push":
         return np.linalg.norm(goal_block - start_block) > 1.5 * SUCCESS_M
-    if task.name == "grasp":
+    if task.criterion == "grasp":
         return lifted > 2 * LIFT_M
-    if task.name == "reach_with_object":
+    if task.criterion == "reach_with_object":
         return np.linalg.norm(goal_block - start_block) > 1.5 * SUCCESS_M and lifted > LIFT_M
     return np.linalg.norm(goal_block - start_block) > 2 * SUCCESS_M
 
@@ -544,6 +582,9 @@ def run_episode(env: FetchCamera, setup: EpisodeSetup, policy: Policy, frame_ski
     """Closed loop from the setup's start; returns the episode's record (a raising policy is a failure)."""
     env.set_state(setup.start_state)
     distances = [setup.distance(env)]
+    # What a failure needs to be located (which grip was commanded, whether the block left the table): the actions
+    # executed, and the finger opening and the block's height above its rest before every step and after the last.
+    actions, fingers, lifts = [], [float(env.state()[3])], [float(env.block_pose()[2] - env.table_height)]
     record = {"task": setup.task.name, "episode": setup.index, "reset_seed": setup.reset_seed, "method": policy.name}
     started, acting = time.perf_counter(), 0.0
     # Where a task has sub-goals, how far the gripper is from each sub-goal's gripper position when its steps end:
@@ -560,6 +601,9 @@ def run_episode(env: FetchCamera, setup: EpisodeSetup, policy: Policy, frame_ski
             acting += time.perf_counter() - tick
             execute(env, action, frame_skip)
             distances.append(setup.distance(env))
+            actions.append([round(float(a), 3) for a in action])
+            fingers.append(float(env.state()[3]))
+            lifts.append(float(env.block_pose()[2] - env.table_height))
             if step + 1 in ends:
                 gripper = env.state()[:3]
                 record["subgoal_gripper_m"].append(round(float(np.linalg.norm(gripper - setup.goal_gripper[
@@ -571,6 +615,9 @@ def run_episode(env: FetchCamera, setup: EpisodeSetup, policy: Policy, frame_ski
         final_distance=distances[-1],
         start_distance=distances[0],
         distances=[round(d, 4) for d in distances],
+        actions=actions,
+        fingers_m=[round(f, 4) for f in fingers],
+        block_lifts_m=[round(h, 4) for h in lifts],
         block_lift_m=float(env.block_pose()[2] - env.table_height),
         seconds=round(time.perf_counter() - started, 3),
         act_seconds_per_step=round(acting / max(1, len(distances) - 1), 4),

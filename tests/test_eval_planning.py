@@ -18,6 +18,7 @@ from vjepa_vlm.eval.planning import (
     PlannerPolicy,
     Policy,
     RandomPolicy,
+    Task,
     check_tasks,
     check_world_model,
     frames_to_model,
@@ -117,6 +118,42 @@ def test_push_subgoal_adds_a_goal_behind_the_block_to_push_s_own_draws_and_polic
     assert still["subgoal_gripper_m"][0] == pytest.approx(float(np.linalg.norm(env.state()[:3] - behind)), abs=0.01)
 
 
+@pytest.mark.parametrize("name, schedule", [("grasp_subgoal", [0] * 6 + [1] * 6),
+                                            ("grasp_subgoal3", [0] * 6 + [1] * 2 + [2] * 4)])
+def test_grasp_subgoals_split_grasp_s_own_run_into_stages(env, name, schedule):
+    grasp, split = make_setup(env, TASKS["grasp"], seed=0, index=1), make_setup(env, TASKS[name], seed=0, index=1)
+    # The same start and, to the bit, the same final goal image and configuration as the single-goal grasp.
+    assert grasp.reset_seed == split.reset_seed and np.array_equal(grasp.start_state, split.start_state)
+    assert np.array_equal(grasp.goal_frames[-1], split.goal_frames[-1])
+    assert np.array_equal(grasp.goal_block[-1], split.goal_block[-1])
+    assert np.array_equal(grasp.goal_gripper[-1], split.goal_gripper[-1])
+    assert TASKS[name].steps == TASKS["grasp"].steps and len(split.goal_frames) == len(set(schedule))
+    env.set_state(split.start_state)
+    start_block = env.block_pose()[:3].copy()
+    # The first goal: the gripper down around the block, which still rests where it started.
+    assert np.linalg.norm(split.goal_gripper[0] - start_block) < 0.015
+    assert np.linalg.norm(split.goal_block[0] - start_block) < 0.005
+    oracle = run_episode(env, split, OraclePolicy())
+    assert oracle["success"] and max(oracle["subgoal_gripper_m"]) < 0.02
+    # The records say what the grip did: open at the first switch, closed (by a closing command) before the block
+    # leaves the table, and the block up at the end.
+    fingers, lifts = oracle["fingers_m"], oracle["block_lifts_m"]
+    assert fingers[6] > 0.09 and lifts[6] < 0.005 and min(a[3] for a in oracle["actions"][6:8]) == -5.0
+    assert fingers[8] < 0.06 and lifts[-1] == pytest.approx(oracle["block_lift_m"], abs=1e-4) and lifts[-1] > LIFT_M
+    assert len(oracle["actions"]) == TASKS[name].steps and len(fingers) == len(lifts) == TASKS[name].steps + 1
+
+    class Still(Policy):
+        name = "still"
+
+        def act(self, env, frame, step, goal_index):
+            indices.append(goal_index)
+            return np.zeros(4, np.float32)
+
+    indices = []
+    still = run_episode(env, split, Still())
+    assert indices == schedule and not still["success"] and max(still["block_lifts_m"]) < 0.005
+
+
 def test_bc_reads_the_goal_image_of_the_sub_goal_it_is_given(env):
     """Fairness of push_subgoal: BC, like the planner, is conditioned on the current sub-goal's image."""
     model = randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=0).eval()
@@ -140,6 +177,8 @@ def test_bc_reads_the_goal_image_of_the_sub_goal_it_is_given(env):
 def test_bad_tasks_models_and_images_are_refused():
     with pytest.raises(ValueError, match=r"unknown task\(s\) \['stack'\]; expected .*'push_subgoal'"):
         check_tasks(["reach", "stack"])
+    with pytest.raises(ValueError, match=r"task g: a base task and one stage_waypoints entry per sub-goal go together"):
+        Task("g", (6, 6), base="grasp", stage_waypoints=(4,))
     config = VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")
     config.predictor_config.action_dim = 7
     with pytest.raises(ValueError, match=r"action_dim=7 \(the simulator's actions are"):
