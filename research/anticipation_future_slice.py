@@ -29,11 +29,78 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
-
-from vjepa_vlm.data.epic_kitchens import read_anticipation_manifest
-from vjepa_vlm.eval.anticipation import context_indices, load_context, mean_class_recall, segment_labels
-from vjepa_vlm.modeling_vjepa2_anticipation import ANTICIPATION_TASKS, VJEPA2ForActionAnticipation, anticipation_steps
+from vjepa_vlm.data.epic_kitchens import (
+    FRAME_PATTERN,
+    ActionSegment,
+    read_anticipation_manifest,
+)
+from vjepa_vlm.data.video_io import video_info
+from vjepa_vlm.eval.anticipation import (
+    context_indices,
+    load_context,
+    mean_class_recall,
+    segment_labels,
+)
 from vjepa_vlm.scripts.run_probe import load_encoder
+
+from vjepa_vlm.modeling_vjepa2_anticipation import (
+    ANTICIPATION_TASKS,
+    VJEPA2ForActionAnticipation,
+    anticipation_steps,
+)
+
+
+def future_clip_indices(segment: ActionSegment, seconds: float, point: float, config) -> np.ndarray:
+    """Video frames of the context clip ending `seconds` before the anticipation point `point`, then the frames after
+    it at the context's rate up to the end of the tubelet slice the predictor fills (`anticipation_steps` slices
+    after the context; `config` a `VJEPA2AnticipationConfig`)."""
+    fps, tubelet = config.frames_per_second, config.tubelet_size
+    steps = int(anticipation_steps(torch.tensor([seconds]), fps, tubelet))
+    indices = context_indices(segment, seconds, point, config.context_frames, fps)
+    after = indices[-1] + int(segment.fps / fps) * np.arange(1, (steps + 1) * tubelet + 1)
+    return np.concatenate((indices, after))
+
+
+def check_clip_holds(segment: ActionSegment, indices: np.ndarray, seconds: float, lengths: dict) -> None:
+    """Refuse a real future slice that would need frames past the clip's end (`lengths` caches frame counts)."""
+    last = int(indices.max())
+    if segment.source.is_dir():
+        held = (segment.source / FRAME_PATTERN.format(last + 1)).is_file()
+        length = "no frame there"
+    else:
+        if segment.source not in lengths:
+            lengths[segment.source] = video_info(segment.source).num_frames
+        held = last < lengths[segment.source]
+        length = f"{lengths[segment.source]} frames"
+    if not held:
+        raise ValueError(f"{segment.key}: the real future slice at t = {seconds:g} s needs frame {last} (0-based) of "
+                         f"{segment.source} ({length}): the clip ends before the slice the predictor fills")
+
+
+@torch.no_grad()
+def real_future_slices(target_encoder, config, segments: list[ActionSegment], draws: np.ndarray, resolution: int,
+                       batch_size: int = 16) -> torch.Tensor:
+    """(items, draws, h*w, D) real future slices: `target_encoder` (a `VJEPA2Model.encoder`) run on each context of
+    `draws` ((items, draws, 2) anticipation time and point, as `extract_anticipation_tokens` takes them) extended
+    with the frames after it (`future_clip_indices`), its last tubelet slice: the slice the predictor fills, as the
+    pretraining target encoder sees it (not normalized). Checks first that every clip holds those frames."""
+    jobs = [(i, j) for i in range(len(segments)) for j in range(draws.shape[1])]
+    frames, lengths = {}, {}
+    for i, j in jobs:
+        frames[i, j] = future_clip_indices(segments[i], draws[i, j, 0], draws[i, j, 1], config)
+        check_clip_holds(segments[i], frames[i, j], draws[i, j, 0], lengths)
+    by_length = {}
+    for job in jobs:  # clips of one length per batch (times that skip different numbers of slices)
+        by_length.setdefault(len(frames[job]), []).append(job)
+    real = {}
+    for length, group in sorted(by_length.items()):
+        for start in range(0, len(group), batch_size):
+            batch = group[start : start + batch_size]
+            clips = torch.stack([load_context(segments[i], frames[i, j], resolution) for i, j in batch])
+            tokens = target_encoder(clips).last_hidden_state
+            per_slice = tokens.shape[1] // (length // config.tubelet_size)
+            real.update(zip(batch, tokens[:, -per_slice:]))
+    return torch.stack([real[job] for job in jobs]).unflatten(0, draws.shape[:2])
 
 
 @torch.no_grad()
@@ -41,30 +108,24 @@ def slices_at(model, segments, seconds: float, resolution: int, target=None, bat
     """(items, slices, h*w, D) token slices: the context's encoder slices, the predicted slice, the real slice (from
     the `target` VJEPA2Model's encoder, `model`'s when None)."""
     config = model.config
-    fps, tubelet = config.frames_per_second, config.tubelet_size
-    steps = int(anticipation_steps(torch.tensor([seconds]), fps, tubelet))
-    future_frames = (steps + 1) * tubelet
-    out = {"context": [], "predicted": [], "real": [], "last": []}
+    target_encoder = (model.vjepa2 if target is None else target).encoder
+    draws = np.tile([seconds, 0.0], (len(segments), 1, 1))
+    out = {"context": [], "predicted": [], "last": []}
     for start in range(0, len(segments), batch_size):
         batch = segments[start : start + batch_size]
-        frames = []
-        for segment in batch:
-            indices = context_indices(segment, seconds, 0.0, config.context_frames, fps)
-            stride = int(segment.fps / fps)
-            after = indices[-1] + stride * np.arange(1, future_frames + 1)
-            frames.append(np.concatenate((indices, after)))
-        clips = torch.stack([load_context(s, f, resolution) for s, f in zip(batch, frames)])
-        context = clips[:, : config.context_frames]
+        context = torch.stack([
+            load_context(s, context_indices(s, seconds, 0.0, config.context_frames, config.frames_per_second),
+                         resolution) for s in batch
+        ])
         encoded, predicted = model.anticipation_tokens(context, torch.full((len(batch),), seconds))
-        target_encoder = (model.vjepa2 if target is None else target).encoder
-        whole = target_encoder(clips).last_hidden_state
         last = encoded if target is None else target_encoder(context).last_hidden_state
-        per_slice = encoded.shape[1] // (config.context_frames // tubelet)
+        per_slice = encoded.shape[1] // (config.context_frames // config.tubelet_size)
         out["context"].append(encoded.unflatten(1, (-1, per_slice)))
         out["predicted"].append(predicted.unflatten(1, (-1, per_slice)))
-        out["real"].append(whole.unflatten(1, (-1, per_slice))[:, -1:])
         out["last"].append(last.unflatten(1, (-1, per_slice))[:, -1:])
-    return {name: torch.cat(parts) for name, parts in out.items()}
+    out = {name: torch.cat(parts) for name, parts in out.items()}
+    out["real"] = real_future_slices(target_encoder, config, segments, draws, resolution, batch_size)
+    return out
 
 
 def readout(slices: torch.Tensor, side: int) -> np.ndarray:
