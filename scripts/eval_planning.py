@@ -109,6 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where each MPC step's CEM search starts: none (mean 0, the paper), shift (the previous "
                              "plan one step on) or hold_gripper (the gripper at the command executed last): a planner "
                              "prior, not the model reading the gripper")
+    parser.add_argument("--gripper-candidates", default="", metavar="G1,G2",
+                        help="gripper commands tried after the CEM iterations with the planned motion held fixed; the "
+                             "plan keeps the lowest-energy grip (CEMConfig.gripper_candidates; default: none, as the paper)")
     parser.add_argument("--action-map", default=None, metavar="FILE",
                         help="calibration.json of scripts/calibrate_camera.py: every --model planner's (dx, dy) is "
                              "multiplied by its 2x2 map before execution (camera calibration, appendix B.4)")
@@ -287,6 +290,13 @@ def write_distance_curves(records: list[dict], task: str, variant: str, path: Pa
     return True
 
 
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
 def planner_config(args) -> tuple[CEMConfig, dict | None]:
     """The planners' CEM settings from the command line, and the `--action-map` calibration (None without one)."""
     if args.action_map_azimuth is not None and args.action_map is None:
@@ -298,6 +308,7 @@ def planner_config(args) -> tuple[CEMConfig, dict | None]:
         max_norm=args.max_norm, gripper_dim=FETCH_CEM.gripper_dim,
         gripper_range=(-float(args.frame_skip), float(args.frame_skip)), seed=args.seed,
         action_map=None if calibration is None else calibration["map"], warm_start=args.warm_start,
+        gripper_candidates=_floats(args.gripper_candidates, "--gripper-candidates"),
     )
     return cem, calibration
 
@@ -326,7 +337,7 @@ def main(argv=None) -> dict:
     settings = {"samples": cem.samples, "top_k": cem.top_k, "iterations": cem.iterations, "horizon": cem.horizon,
                 "max_norm": cem.max_norm, "constraint": cem.constraint, "init_std": cem.init_std,
                 "momentum": cem.momentum_mean, "frame_skip": args.frame_skip, "seed": args.seed, "camera": camera,
-                "warm_start": cem.warm_start}
+                "warm_start": cem.warm_start, "gripper_candidates": list(cem.gripper_candidates)}
     if calibration is not None:
         settings["action_map"] = calibration
     indices = range(args.first_episode, args.first_episode + args.episodes)

@@ -132,6 +132,38 @@ def test_hold_gripper_keeps_the_executed_grip_where_the_energy_ignores_the_gripp
     assert warm_start_mean(config, 4, executed=torch.tensor([0.0, 0.0, 0.0, -9.0]))[0, 3].item() == -5.0
 
 
+def test_gripper_candidates_pick_the_grip_the_energy_prefers_where_motion_noise_hides_it():
+    world = LinearWorld(seed=5)
+    # The grip shows in its own feature channels, at a hundredth of the motion's scale: a separable, faint signal.
+    world.weight[:3, 8:] = 0.0
+    world.weight[3, :8] = 0.0
+    world.weight[3] *= 0.01
+    target = torch.tensor([0.2, -0.1, 0.1, -5.0])  # the goal is reached squeezing
+    goal = world.features(world.start, target)
+    base = CEMConfig(samples=100, top_k=10, iterations=3, max_norm=0.5, gripper_dim=3, gripper_range=(-5.0, 5.0))
+    plain, searched = [], []
+    for seed in range(10):
+        plain.append(cem_plan(world.imagine_from(world.start), goal, 4, CEMConfig(**{**base.__dict__, "seed": seed})))
+        world.calls.clear()
+        config = CEMConfig(**{**base.__dict__, "seed": seed, "gripper_candidates": (-5.0, 5.0)})
+        searched.append(cem_plan(world.imagine_from(world.start), goal, 4, config))
+        # One more batched call: the plan's own grip and the two candidates, after the three iterations.
+        assert world.calls == [torch.Size([100, 1, 4])] * 3 + [torch.Size([3, 1, 4])] and searched[-1].imagine_calls == 4
+    plain_grip = torch.stack([r.actions[0, 3] for r in plain])
+    # Without the search the grip is where the elites happen to average (they are chosen on motion); with it, the
+    # squeeze, and the motion is the same plan's.
+    assert plain_grip.min().item() > -4.0 and all(r.actions[0, 3].item() == -5.0 for r in searched)
+    assert all(torch.equal(a.actions[0, :3], b.actions[0, :3]) for a, b in zip(plain, searched))
+    # Where the grip changes nothing, the plan keeps its own (ties go to it).
+    world.weight[3] = 0.0
+    kept = cem_plan(world.imagine_from(world.start), goal, 4, CEMConfig(**{**base.__dict__, "gripper_candidates": (5.0,)}))
+    assert torch.equal(kept.actions, cem_plan(world.imagine_from(world.start), goal, 4, base).actions)
+    with pytest.raises(ValueError, match="gripper_candidates need gripper_dim"):
+        CEMConfig(gripper_candidates=(1.0,))
+    with pytest.raises(ValueError, match=r"gripper_candidates \[9.0\] are outside gripper_range \(-5.0, 5.0\)"):
+        CEMConfig(gripper_dim=3, gripper_range=(-5.0, 5.0), gripper_candidates=(9.0, 5.0))
+
+
 def test_shift_starts_from_the_previous_plan_one_step_on_and_none_is_the_cold_start():
     config = CEMConfig(samples=20, top_k=5, iterations=2, horizon=3, gripper_dim=3, warm_start="shift")
     previous = torch.arange(12.0).reshape(3, 4)

@@ -27,6 +27,7 @@ model still has to read the gripper for the plan to move away from it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -63,6 +64,13 @@ class CEMConfig:
         warm_start: where an MPC step's search starts (`warm_start_mean`): "none" (mean 0 at every step, as the
             paper and the reference code), "shift" (the previous plan one step on) or "hold_gripper" (the gripper
             dimension at the gripper command executed last; needs `gripper_dim`).
+        gripper_candidates: gripper commands tried after the last iteration with the final mean's motion held
+            fixed: the plan keeps whichever of its own gripper command and these scores the lowest energy (the
+            same command at every step of the horizon), at the cost of one more batched `imagine` call. () (the
+            default, as the paper and the reference code): no such search. Why: where the grip changes the energy
+            far less than the motion does, the samples' motion noise decides which are elites and the gripper
+            dimension ends wherever they happen to average; with the motion fixed, the model's energy alone
+            compares the grips (needs `gripper_dim`; every candidate within `gripper_range`).
     """
 
     samples: int = 800
@@ -79,9 +87,17 @@ class CEMConfig:
     seed: int = 0
     action_map: tuple[tuple[float, float], tuple[float, float]] | None = None
     warm_start: str = "none"
+    gripper_candidates: tuple[float, ...] = ()
 
     def __post_init__(self):
         errors = []
+        self.gripper_candidates = tuple(float(c) for c in self.gripper_candidates)
+        if self.gripper_candidates and self.gripper_dim is None:
+            errors.append("CEMConfig.gripper_candidates need gripper_dim (which dimension is the gripper)")
+        outside = [c for c in self.gripper_candidates
+                   if not (self.gripper_range[0] <= c <= self.gripper_range[1] and math.isfinite(c))]
+        if outside:
+            errors.append(f"CEMConfig.gripper_candidates {outside} are outside gripper_range {self.gripper_range}")
         if self.warm_start not in WARM_STARTS:
             errors.append(f"CEMConfig.warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
         elif self.warm_start == "hold_gripper" and self.gripper_dim is None:
@@ -113,8 +129,10 @@ class CEMConfig:
 
     @property
     def predictions_per_action(self) -> int:
-        """Imagined steps the planner pays for one planned action (one batched call per step and iteration)."""
-        return self.samples * self.iterations * self.horizon
+        """Imagined steps the planner pays for one planned action (one batched call per step and iteration, and
+        one for the gripper candidates)."""
+        grips = len(self.gripper_candidates) + 1 if self.gripper_candidates else 0
+        return (self.samples * self.iterations + grips) * self.horizon
 
 
 def l1_energy(imagined: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -223,7 +241,21 @@ def cem_plan(
         best_energy.append(float(energy[order[0]]))
         mean = config.momentum_mean * mean + (1 - config.momentum_mean) * elites.mean(0)
         std = config.momentum_std * std + (1 - config.momentum_std) * elites.std(0, unbiased=False)
-    return PlanResult(constrain(apply_action_map(constrain(mean, config), config.action_map), config), best_energy, calls)
+    plan = constrain(mean, config)
+    if config.gripper_candidates:
+        plan = _best_grip(imagine, goal_features, plan, config)
+        calls += 1
+    return PlanResult(constrain(apply_action_map(plan, config.action_map), config), best_energy, calls)
+
+
+def _best_grip(imagine, goal_features: torch.Tensor, plan: torch.Tensor, config: CEMConfig) -> torch.Tensor:
+    """`plan` `(horizon, action_dim)` with the gripper command of whichever of its own and
+    `config.gripper_candidates` (at every step) gives the lowest energy, its motion unchanged; ties keep the plan's."""
+    gripper = _gripper_index(config, plan.shape[-1])
+    candidates = plan.unsqueeze(0).repeat(len(config.gripper_candidates) + 1, 1, 1)
+    candidates[1:, :, gripper] = torch.tensor(config.gripper_candidates).unsqueeze(1)
+    energy = l1_energy(imagine(candidates.to(goal_features.device, goal_features.dtype)).float(), goal_features.float())
+    return candidates[int(energy.cpu().argmin())]
 
 
 def warm_start_mean(
