@@ -6,13 +6,14 @@
 On `grasp_subgoal` and `grasp_subgoal3` (eval/planning.py) the planner on the oblique model brings the gripper down
 around the block by the first switch and moves it up in the last stage, but its gripper command stays within the
 CEM's noise (never a squeeze), so the fingers are open, or closed on nothing, when it lifts: the model's energy
-hardly tells the grip (research/planning_gripper.py). This control runs the planners of `scripts/eval_planning.py`
-(its arguments: models, draws, CEM settings, seeds, schedule) with one change: the gripper command executed at each
-step is the oracle's for the current stage (its last waypoint's: open while going down around the block, squeeze
-once there and while lifting), and the warm start holds that command. The motion stays the model's. It says whether
-the grip is the only thing missing (success near the oracle's) or the motion fails too (the fingers not around the
-block at the squeeze, or no lift). A control that locates the failure, not a method: the grip is read from the
-task's script, which a planner from image goals does not have.
+hardly tells the grip (research/planning_gripper.py). This control runs the planners and behaviour-cloning policies
+of `scripts/eval_planning.py` (its arguments: models, policies, draws, CEM settings, seeds, schedule) with one
+change: the gripper command executed at each step is the oracle's for the current stage (its last waypoint's: open
+while going down around the block, squeeze once there and while lifting), and a planner's warm start holds that
+command. The motion stays the method's. It says whether the grip is the only thing missing (success near the
+oracle's) or the motion fails too (the fingers not around the block at the squeeze, or no lift), for the planner
+and for BC alike. A control that locates the failure, not a method: the grip is read from the task's script, which
+a method from image goals does not have.
 
 Writes `episodes.jsonl` (eval_planning's records, method `LABEL_scripted_grip`), `summary.json` and `table.md` to
 `--out` (rerunning overwrites).
@@ -28,7 +29,9 @@ from pathlib import Path
 import torch
 from vjepa_vlm.eval.planning import (
     FRAME_SKIP,
+    BCPolicy,
     PlannerPolicy,
+    Policy,
     check_tasks,
     make_setup,
     resolve_camera,
@@ -40,14 +43,22 @@ from vjepa_vlm.scripts.eval_planning import simulator
 GRIPPER = 3
 
 
-class ScriptedGripPlanner(PlannerPolicy):
-    """A planner whose executed gripper command is the oracle's for the current stage; motion as planned."""
+class ScriptedGrip(Policy):
+    """A method whose executed gripper command is the oracle's for the current stage; motion as the method acts."""
+
+    def __init__(self, method: Policy):
+        self.method, self.name = method, f"{method.name}_scripted_grip"
+
+    def reset(self, setup) -> None:
+        super().reset(setup)
+        self.method.reset(setup)
 
     def act(self, env, frame, step, goal_index):
-        action = super().act(env, frame, step, goal_index).copy()
+        action = self.method.act(env, frame, step, goal_index).copy()
         action[GRIPPER] = self.setup.phases[goal_index].waypoints[-1].gripper * FRAME_SKIP
-        # The next step's hold_gripper warm start starts at the grip executed, as for any planner.
-        self.executed = torch.from_numpy(action)
+        if isinstance(self.method, PlannerPolicy):
+            # The next step's hold_gripper warm start starts at the grip executed, as for any planner.
+            self.method.executed = torch.from_numpy(action)
         return action
 
 
@@ -59,10 +70,9 @@ def main(argv=None) -> dict:
         raise ValueError(f"tasks {unsplit} have no stages to read a grip from; give split tasks (grasp_subgoal, ...)")
     cem, _ = eval_planning.planner_config(args)
     policies, cameras = eval_planning.build_policies(args, cem)
-    planners = [ScriptedGripPlanner(policy.model, cem, f"{name}_scripted_grip")
-                for name, policy in policies.items() if isinstance(policy, PlannerPolicy)]
-    if not planners:
-        raise ValueError("no planner: give a world model with --model LABEL=PATH")
+    methods = [ScriptedGrip(policy) for policy in policies.values() if isinstance(policy, (PlannerPolicy, BCPolicy))]
+    if not methods:
+        raise ValueError("no learned method: give a world model with --model LABEL=PATH or a policy with --bc")
     camera = resolve_camera(args.camera, cameras)
     settings = {"samples": cem.samples, "top_k": cem.top_k, "iterations": cem.iterations, "horizon": cem.horizon,
                 "seed": args.seed, "camera": camera, "warm_start": cem.warm_start, "grip": "the oracle's per stage"}
@@ -70,9 +80,10 @@ def main(argv=None) -> dict:
     for task in tasks:
         for index in range(args.first_episode, args.first_episode + args.episodes):
             setup = make_setup(env, task, args.seed, index, args.frame_skip)
-            for planner in planners:
-                record = run_episode(env, setup, planner, args.frame_skip)
-                records.append({**record, "variant": "default", "camera": camera, "settings": settings})
+            for method in methods:
+                record = run_episode(env, setup, method, args.frame_skip)
+                planned = isinstance(method.method, PlannerPolicy)
+                records.append({**record, "variant": "default", "camera": camera, "settings": settings if planned else None})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / eval_planning.EPISODES_FILE).write_text("".join(json.dumps(record) + "\n" for record in records))

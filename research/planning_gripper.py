@@ -9,6 +9,8 @@ directly, in the two situations where it matters, with the published episodes' s
     around_block   a grasp episode's start, the oracle has brought the open fingers down around the block; goal: the
                    grasp goal image (block lifted in the closed fingers)
     holding        a reach-with-object episode's start (block held, lifted); goal: its goal image (block carried)
+    closing_stage  the same open fingers around the block; goal: `grasp_subgoal3`'s middle goal image (the fingers
+                   closed on the block, still on the table), the stage in which that task's planner has to squeeze
 
 For each, candidate actions are every gripper command of `GRIPPERS` (closing, none, opening; summed over the agent
 step, as the planner's) with the arm still and with the arm moving towards the goal (lift 10 cm, or the offset to
@@ -61,7 +63,7 @@ from vjepa_vlm import VJEPA2WorldModel
 GRIPPERS = (CLOSE * FRAME_SKIP, 0.0, OPEN * FRAME_SKIP)
 MOTIONS = ("still", "towards_goal")
 STEPS = 3
-SITUATIONS = ("around_block", "holding")
+SITUATIONS = ("around_block", "holding", "closing_stage")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,6 +86,11 @@ def situation(env, name: str, seed: int, index: int):
         run_waypoints(env, pick_waypoints(env.block_pose()[:3].astype(np.float64))[:2])
         lift = np.array([0.0, 0.0, 0.1]) / ACTION_SCALE_M
         return setup.goal_frames[-1], lift
+    if name == "closing_stage":
+        setup = make_setup(env, TASKS["grasp_subgoal3"], seed, index)
+        env.set_state(setup.start_state)
+        run_waypoints(env, setup.phases[0].waypoints)
+        return setup.goal_frames[1], (setup.goal_gripper[1] - env.state()[:3]) / ACTION_SCALE_M
     setup = make_setup(env, TASKS["reach_with_object"], seed, index)
     env.set_state(setup.start_state)
     return setup.goal_frames[-1], (setup.goal_gripper[-1] - env.state()[:3]) / ACTION_SCALE_M

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 import torch
 from research_module import load_research_module
-from vjepa_vlm.eval.planning import TASKS, PlannerPolicy, make_setup, run_episode
+from vjepa_vlm.eval.planning import (
+    TASKS,
+    BCPolicy,
+    PlannerPolicy,
+    make_setup,
+    run_episode,
+)
 from vjepa_vlm.scripts.eval_planning import simulator
+from vjepa_vlm.vision.bc_policy import BCPolicyConfig, GoalConditionedPolicy
 
 from vjepa_vlm import VJEPA2WorldModel, VJEPA2WorldModelConfig
 
@@ -33,5 +40,13 @@ def test_the_grip_is_the_oracle_s_per_stage_and_the_motion_the_planner_s(tmp_pat
     plain = run_episode(simulator(64, "default"), setup, PlannerPolicy(model, cem, name="plain"))
     np.testing.assert_allclose(plain["actions"][0][:3], record["actions"][0][:3], atol=2e-3)
     assert plain["actions"][0][3] != 5.0 and cem.samples == 8 and cem.warm_start == "hold_gripper"
+    # Behaviour cloning is told the grip the same way; its motion is its own.
+    config = BCPolicyConfig(tokens=model.tokens_per_frame, feature_dim=model.config.predictor_config.encoder_hidden_size,
+                            state_dim=4, action_dim=4, token_dim=3, hidden_size=16, action_scale=(5, 5, 5, 5))
+    bc = BCPolicy(GoalConditionedPolicy(config).eval(), model)
+    told = run_episode(simulator(64, "default"), setup, study.ScriptedGrip(bc))
+    own = run_episode(simulator(64, "default"), setup, bc)
+    assert told["method"] == "bc_scripted_grip" and [a[3] for a in told["actions"]] == [5.0] * 6 + [-5.0] * 6
+    assert told["actions"][0][:3] == own["actions"][0][:3] and own["actions"][0][3] != 5.0
     with pytest.raises(ValueError, match=r"tasks \['grasp'\] have no stages"):
         study.main([*argv[:2], "--tasks", "grasp", "--out", str(out)])

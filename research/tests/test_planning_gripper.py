@@ -19,7 +19,7 @@ def test_the_simulator_control_sees_the_grip_and_the_study_scores_both_situation
     out = tmp_path / "gripper.json"
     result = study.main(["--model", str(model_dir), "--episodes", "1", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert saved["summary"].keys() == {"around_block", "holding"} and saved["camera"] == "front"
+    assert saved["summary"].keys() == {"around_block", "holding", "closing_stage"} and saved["camera"] == "front"
     rows = {row["situation"]: row for row in result["episodes"]}
     labels = [(c["gripper"], c["motion"]) for c in rows["holding"]["candidates"]]
     assert labels == [(g, m) for g in study.GRIPPERS for m in study.MOTIONS]
@@ -28,6 +28,10 @@ def test_the_simulator_control_sees_the_grip_and_the_study_scores_both_situation
     assert lift[-5.0, "still"][-1] > study.LIFT_M and lift[5.0, "still"][-1] < 0.01 and lift[0.0, "still"][-1] < 0.01
     around = {label: np.array(values) for label, values in zip(labels, rows["around_block"]["lift"])}
     assert around[-5.0, "towards_goal"][-1] > study.LIFT_M and around[5.0, "towards_goal"][-1] < 0.01
+    # The closing stage starts where around_block does; its goal (fingers closed on the block) is hardly a move away.
+    closing = {label: np.array(values) for label, values in zip(labels, rows["closing_stage"]["lift"])}
+    assert max(abs(v).max() for v in closing.values()) < 0.01
+    assert np.abs(np.array(rows["closing_stage"]["candidates"][1]["action"][:3])).max() < 0.3
     for row in rows.values():
         for source in ("model", "simulator"):
             energy = np.array(row[source]["energy"])
