@@ -40,6 +40,19 @@ def env():
     return simulator(64, "default")
 
 
+class StillRecordingSubgoals(Policy):
+    """Stands still and records the sub-goal index the episode hands it at every step."""
+
+    name = "still"
+
+    def __init__(self):
+        self.goal_indices = []
+
+    def act(self, env, frame, step, goal_index):
+        self.goal_indices.append(goal_index)
+        return np.zeros(4, np.float32)
+
+
 def test_variants_change_the_picture_not_the_physics_and_states_restore(env):
     env.reset(seed=3)
     default = env.render().astype(int)
@@ -105,16 +118,9 @@ def test_push_subgoal_adds_a_goal_behind_the_block_to_push_s_own_draws_and_polic
     assert oracle["success"] and len(oracle["subgoal_gripper_m"]) == 2 and max(oracle["subgoal_gripper_m"]) < 0.02
     assert "subgoal_gripper_m" not in run_episode(env, push, OraclePolicy())
 
-    class Still(Policy):
-        name = "still"
-
-        def act(self, env, frame, step, goal_index):
-            indices.append(goal_index)
-            return np.zeros(4, np.float32)
-
-    indices = []
-    still = run_episode(env, split, Still())
-    assert indices == [0] * 6 + [1] * 9 and not still["success"]
+    policy = StillRecordingSubgoals()
+    still = run_episode(env, split, policy)
+    assert policy.goal_indices == [0] * 6 + [1] * 9 and not still["success"]
     assert still["subgoal_gripper_m"][0] == pytest.approx(float(np.linalg.norm(env.state()[:3] - behind)), abs=0.01)
 
 
@@ -142,16 +148,9 @@ def test_grasp_subgoals_split_grasp_s_own_run_into_stages(env, name, schedule):
     assert fingers[8] < 0.06 and lifts[-1] == pytest.approx(oracle["block_lift_m"], abs=1e-4) and lifts[-1] > LIFT_M
     assert len(oracle["actions"]) == TASKS[name].steps and len(fingers) == len(lifts) == TASKS[name].steps + 1
 
-    class Still(Policy):
-        name = "still"
-
-        def act(self, env, frame, step, goal_index):
-            indices.append(goal_index)
-            return np.zeros(4, np.float32)
-
-    indices = []
-    still = run_episode(env, split, Still())
-    assert indices == schedule and not still["success"] and max(still["block_lifts_m"]) < 0.005
+    policy = StillRecordingSubgoals()
+    still = run_episode(env, split, policy)
+    assert policy.goal_indices == schedule and not still["success"] and max(still["block_lifts_m"]) < 0.005
 
 
 def test_bc_reads_the_goal_image_of_the_sub_goal_it_is_given(env):
