@@ -17,10 +17,14 @@ tokens of the context and the frames after it at the predicted slice's position 
 diagnostic), layer-normed as the pretraining loss compares them with the prediction. If that beats the copy, the
 reader can use a future slice and the predictor is what falls short.
 
-This runs `run_anticipation.main` with the given arguments and `--fusion late`, the tokens cached for the predicted
-stream being the chosen slice; everything else (split, draws, seeds, heads, the encoder row) is the command's own, so
-the "both" row pairs by seed with a `--fusion late` run of the same arguments. A "predictor" row, if asked for, reads
-the chosen slice alone. The result JSON is run_anticipation's with `"second_stream"` (and `"target_encoder"`).
+This runs `run_anticipation.main` with the given arguments and `--fusion late` (or the control's `--fusion`, another
+late fusion), the tokens cached for the predicted stream being the chosen slice; everything else (split, draws,
+seeds, heads, the encoder row) is the command's own, so the "both" row pairs by seed with a run of the same arguments
+and fusion. Under `late_delta` / `late_delta_tokens` the second pooler also reads each slice token's change from the
+context's last slice, which is zero for the copy by construction: that copy row reads the context alone (its last
+slice twice) with a dead change input, so plain late fusion's copy row stays the control to beat as well. A
+"predictor" row, if asked for, reads the chosen slice alone. The result JSON is run_anticipation's with
+`"second_stream"` (and `"target_encoder"`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from pathlib import Path
 import torch.nn.functional as F
 from vjepa_vlm.scripts import run_anticipation
 from vjepa_vlm.scripts.run_probe import load_encoder
+
+from vjepa_vlm.configuration_vjepa2_anticipation import LATE_FUSIONS
 
 # research/ is a folder of scripts: the slice diagnostic is loaded from its file (as anticipation_probe_gap does).
 _spec = importlib.util.spec_from_file_location("anticipation_future_slice",
@@ -77,6 +83,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--target-encoder", type=Path,
                         help="VJEPA2Model directory, or a pretraining checkpoint folder (its target/), whose encoder "
                              "gives the real future slice")
+    parser.add_argument("--fusion", choices=LATE_FUSIONS, default="late",
+                        help="the late fusion that reads the context and the second stream")
     parser.add_argument("--output", type=Path, required=True, help="result JSON")
     parser.add_argument("run_anticipation_args", nargs=argparse.REMAINDER,
                         help="after --: run_anticipation's arguments (its --output, --fusion and --save-model are set "
@@ -86,7 +94,7 @@ def main(argv=None) -> dict:
     for refused in ("--output", "--fusion", "--save-model"):
         if refused in args:
             parser.error(f"{refused} is set by this script (the second stream replaces the predicted slice with late "
-                         "fusion)")
+                         "fusion: give the control's own --fusion before --)")
     if (cli.second_stream == "real") != (cli.target_encoder is not None):
         parser.error("--target-encoder is needed with --second-stream real, and only there")
     target = None
@@ -94,7 +102,7 @@ def main(argv=None) -> dict:
         cli.target_encoder = run_anticipation.resolve_encoder_dir(cli.target_encoder, "target")
         target = load_encoder(cli.target_encoder, False, 0).eval()
     with second_stream_as_predicted(cli.second_stream, target):
-        summary = run_anticipation.main(args + ["--fusion", "late", "--output", str(cli.output)])
+        summary = run_anticipation.main(args + ["--fusion", cli.fusion, "--output", str(cli.output)])
     summary["second_stream"] = SECOND_STREAMS[cli.second_stream]
     if cli.target_encoder is not None:
         summary["target_encoder"] = str(cli.target_encoder)

@@ -1,8 +1,11 @@
 """Late fusion of the anticipation probe (`anticipation_fusion`): each stream pooled alone, the pooled features
-concatenated; the reference's early fusion (one pooler over the concatenated tokens) stays the default."""
+concatenated, the second pooler optionally also reading each predicted token's change from the context's last slice
+(`late_delta`, `late_delta_tokens`); the reference's early fusion (one pooler over the concatenated tokens) stays the
+default."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from test_anticipation import tiny_model
 from transformers import AutoModel
@@ -11,6 +14,7 @@ from vjepa_vlm.eval.probe import ProbeArgs, train_probe_sweep
 
 from vjepa_vlm.modeling_vjepa2_anticipation import (
     VJEPA2AnticipationHead,
+    change_stream,
     select_anticipation_features,
 )
 
@@ -59,15 +63,53 @@ def test_late_fusion_pools_each_stream_alone_and_concatenates():
         torch.testing.assert_close(head(tokens, (3, 2, 2)), single(encoded, (2, 2, 2)))
 
 
-def test_saved_late_fusion_model_reloads_with_identical_logits(tmp_path):
-    model = tiny_model(anticipation_fusion="late", probe_position_embedding="sincos").eval()
+def test_change_stream_is_each_predicted_tokens_change_from_the_same_position_in_the_last_context_slice():
+    context, predicted = 3 * torch.randn(2, 8, 64) + 1, torch.randn(2, 8, 64)  # 2 context slices, 2 predicted ones
+    change = change_stream(context, predicted, 4)
+    last = context[:, 4:]
+    for k in range(8):  # predicted token k sits at position k % 4 of its slice
+        expected = F.layer_norm(predicted[:, k], (64,)) - F.layer_norm(last[:, k % 4], (64,))
+        torch.testing.assert_close(change[:, k], expected, rtol=0, atol=0)
+    # The copy control's slice (the context's last slice itself, at any scale) has no change at all.
+    assert change_stream(context, last, 4).abs().max() == 0
+    assert change_stream(context, 2 * last, 4).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("fusion", ["late_delta", "late_delta_tokens"])
+def test_late_delta_heads_give_the_second_pooler_the_predicted_slice_and_its_change(fusion):
+    head = tiny_model(anticipation_fusion=fusion, probe_position_embedding="sincos").eval().head
+    late = tiny_model(anticipation_fusion="late").head
+    extra = sum(p.numel() for p in head.parameters()) - sum(p.numel() for p in late.parameters())
+    assert extra == (2 * 64 * 64 + 64 if fusion == "late_delta" else 0)  # the channel pair's projection
+    encoded, predicted = torch.randn(2, 8, 64), torch.randn(2, 4, 64)
+    tokens = select_anticipation_features(encoded, predicted, "both", fusion)
+    change = change_stream(encoded, predicted, 4)
+    with torch.no_grad():
+        if fusion == "late_delta":
+            second = head.predicted_pooler(head.change_projection(torch.cat((predicted, change), -1)), (1, 2, 2))
+        else:  # the change tokens as the slice after the predicted one
+            second = head.predicted_pooler(torch.cat((predicted, change), 1), (2, 2, 2))
+        pooled = torch.cat((head.pooler(encoded, (2, 2, 2)), second), dim=-1)
+        expected = torch.cat((head.verb_classifier(pooled[:, 0]), head.noun_classifier(pooled[:, 1]),
+                              head.action_classifier(pooled[:, 2])), dim=-1)
+        torch.testing.assert_close(head(tokens, (3, 2, 2)), expected, rtol=0, atol=0)
+        # The second pooler sees the context's last slice through the change: moving it moves that pooler's output.
+        moved = torch.cat((encoded[:, :4], encoded[:, 4:] + 1), 1)
+        assert not torch.equal(head(torch.cat((moved, predicted), 1), (3, 2, 2)), head(tokens, (3, 2, 2)))
+
+
+@pytest.mark.parametrize("fusion", ["late", "late_delta", "late_delta_tokens"])
+def test_saved_late_fusion_models_reload_with_identical_logits(tmp_path, fusion):
+    model = tiny_model(anticipation_fusion=fusion, probe_position_embedding="sincos").eval()
     clips, labels = torch.randn(2, 4, 3, 32, 32), torch.tensor([[0, 1, 2], [2, 3, 5]])
     out = model(clips, torch.tensor([0.5, 1.0]), labels=labels)
     out.loss.backward()
     assert model.head.predicted_pooler.query_tokens.grad.abs().sum() > 0
+    if fusion == "late_delta":
+        assert model.head.change_projection.weight.grad.abs().sum() > 0
     model.save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path).eval()
-    assert loaded.config.anticipation_fusion == "late" and hasattr(loaded.head, "predicted_pooler")
+    assert loaded.config.anticipation_fusion == fusion and hasattr(loaded.head, "predicted_pooler")
     with torch.no_grad():
         again = loaded(clips, torch.tensor([0.5, 1.0]))
     for name in ("verb_logits", "noun_logits", "action_logits"):
@@ -75,8 +117,11 @@ def test_saved_late_fusion_model_reloads_with_identical_logits(tmp_path):
 
 
 def test_late_fusion_with_a_single_stream_feature_set_is_refused():
-    with pytest.raises(StrictDataclassClassValidationError, match="needs anticipation_features='both'"):
-        tiny_model(anticipation_features="encoder", anticipation_fusion="late")
+    for fusion in ("late", "late_delta", "late_delta_tokens"):
+        with pytest.raises(StrictDataclassClassValidationError, match="needs anticipation_features='both'"):
+            tiny_model(anticipation_features="encoder", anticipation_fusion=fusion)
+        with pytest.raises(ValueError, match="late fusion .* needs the 'both' features, got 'encoder'"):
+            select_anticipation_features(torch.randn(2, 8, 64), torch.randn(2, 4, 64), "encoder", fusion)
     with pytest.raises(StrictDataclassClassValidationError, match="anticipation_fusion must be one of"):
         tiny_model(anticipation_fusion="middle")
     encoded, predicted = torch.randn(2, 8, 64), torch.randn(2, 4, 64)
@@ -101,13 +146,14 @@ def streams(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens[:, None], torch.stack((verbs, nouns, verbs * 2 + nouns % 2), dim=1)
 
 
-def test_sweep_trains_late_fusion_heads_on_the_both_features():
+@pytest.mark.parametrize("fusion", ["late", "late_delta", "late_delta_tokens"])
+def test_sweep_trains_late_fusion_heads_on_the_both_features(fusion):
     model = tiny_model()
     train, train_labels = streams(72, 0)
     test, test_labels = streams(36, 1)
     args = ProbeArgs(learning_rates=(3e-3,), weight_decays=(0.01,), epochs=8, batch_size=16, num_heads=4,
                      num_blocks=1, position_embedding="sincos")
     result = train_probe_sweep(model.config, train, train_labels, {"test": (test, test_labels)},
-                               AnticipationTask(model.config, "late"), args, select_on="test", grid_size=(3, 2, 2))
-    assert hasattr(result["probe"].heads[0], "predicted_pooler")
+                               AnticipationTask(model.config, fusion), args, select_on="test", grid_size=(3, 2, 2))
+    assert result["probe"].heads[0].fusion == fusion
     assert result["best"]["test_verb_recall@1"] == 1.0 and result["best"]["test_noun_recall@1"] == 1.0

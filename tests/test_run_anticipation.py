@@ -104,6 +104,19 @@ def test_late_fusion_changes_only_the_both_row_and_reaches_the_saved_model(run, 
         assert torch.isfinite(model(torch.randn(1, 4, 3, 32, 32), 1.0).action_logits).all()
 
 
+def test_late_delta_fusion_reaches_the_sweep_and_the_saved_model(run, tmp_path):
+    root, _ = run
+    argv = tiny_argv(root, tmp_path / "delta.json", features=("both",)) + [
+        "--fusion", "late_delta", "--position-embedding", "sincos", "--save-model", str(tmp_path / "model")]
+    summary = run_anticipation.main(argv)
+    late = run_anticipation.main(tiny_argv(root, tmp_path / "late.json", features=("both",)) + [
+        "--fusion", "late", "--position-embedding", "sincos"])
+    assert summary["fusion"] == "late_delta"
+    assert summary["features"]["both"]["seeds"][0]["heads"] != late["features"]["both"]["seeds"][0]["heads"]
+    model = VJEPA2ForActionAnticipation.from_pretrained(tmp_path / "model").eval()
+    assert model.config.anticipation_fusion == "late_delta" and hasattr(model.head, "change_projection")
+
+
 def test_a_run_stopped_part_way_keeps_the_seeds_it_finished(run, tmp_path, monkeypatch):
     root, _ = run
     real_sweep = run_anticipation.train_probe_sweep

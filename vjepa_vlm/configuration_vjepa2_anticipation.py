@@ -13,7 +13,10 @@ from huggingface_hub.dataclasses import strict
 from vjepa_vlm.configuration_vjepa2 import PRESETS, VJEPA2Config
 
 ANTICIPATION_FEATURES = ("encoder", "predictor", "both")  # Table 20's three rows
-ANTICIPATION_FUSIONS = ("early", "late")  # how the probe reads "both": the reference's one token sequence, or ours
+# How the probe reads "both": the reference's one token sequence, or ours: each stream pooled alone (late), the
+# second stream given its change from the context's last slice, as channels (late_delta) or as tokens.
+ANTICIPATION_FUSIONS = ("early", "late", "late_delta", "late_delta_tokens")
+LATE_FUSIONS = ANTICIPATION_FUSIONS[1:]
 
 
 @strict(accept_kwargs=True)
@@ -33,8 +36,11 @@ class VJEPA2AnticipationConfig(VJEPA2Config):
             "predictor" (the predicted tokens) or "both" (concatenated along tokens; Table 20).
         anticipation_fusion (`str`): How the probe reads "both": "early" (the reference: one attentive pooler over
             the concatenated tokens) or "late" (ours: a second pooler reads the predicted tokens, each stream is
-            pooled alone and every classifier reads the two pooled features concatenated). "late" needs
-            `anticipation_features="both"`.
+            pooled alone and every classifier reads the two pooled features concatenated), "late_delta" (ours: late
+            fusion whose second pooler reads each predicted token together with its change from the context token
+            at its position in the context's last slice, both layer-normed as the pretraining loss compares them,
+            channel-concatenated and projected to `hidden_size`) or "late_delta_tokens" (the same change as a second
+            set of tokens, a slice after the predicted one). The late fusions need `anticipation_features="both"`.
         predictor_mask_index (`int`): Which learnable mask token fills the predicted positions (the reference's
             default, 1).
         focal_alpha (`float`): Weight of positives in the sigmoid focal loss (0.25).
@@ -77,10 +83,11 @@ class VJEPA2AnticipationConfig(VJEPA2Config):
                 f"VJEPA2AnticipationConfig.anticipation_fusion must be one of {ANTICIPATION_FUSIONS}, "
                 f"got {self.anticipation_fusion!r}"
             )
-        if self.anticipation_fusion == "late" and self.anticipation_features != "both":
+        if self.anticipation_fusion in LATE_FUSIONS and self.anticipation_features != "both":
             raise ValueError(
-                "VJEPA2AnticipationConfig: anticipation_fusion='late' pools the context and the predicted tokens "
-                f"separately, so it needs anticipation_features='both', got {self.anticipation_features!r}"
+                f"VJEPA2AnticipationConfig: anticipation_fusion={self.anticipation_fusion!r} pools the context and the "
+                f"predicted tokens separately, so it needs anticipation_features='both', got "
+                f"{self.anticipation_features!r}"
             )
         if not self.frames_per_second > 0:
             raise ValueError(f"VJEPA2AnticipationConfig.frames_per_second must be > 0, got {self.frames_per_second}")
@@ -109,4 +116,4 @@ class VJEPA2AnticipationConfig(VJEPA2Config):
         return cls(**{**PRESETS[name], **overrides})
 
 
-__all__ = ["ANTICIPATION_FEATURES", "ANTICIPATION_FUSIONS", "VJEPA2AnticipationConfig"]
+__all__ = ["ANTICIPATION_FEATURES", "ANTICIPATION_FUSIONS", "LATE_FUSIONS", "VJEPA2AnticipationConfig"]

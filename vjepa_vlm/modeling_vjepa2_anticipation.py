@@ -7,7 +7,9 @@ context positions `arange(N)`, target positions `N + h*w*steps + arange(h*w*slic
 learnable queries (verb, noun, action) attends to the encoder tokens, the predicted tokens, or both concatenated
 (Table 20), and three linear heads give the logits; the loss is the sigmoid focal loss summed over the three.
 For both, `anticipation_fusion` picks the reference's early fusion (one pooler over the concatenated tokens, the
-default) or our late fusion (each stream pooled by a pooler of its own, the classifiers read both pooled features).
+default) or our late fusion (each stream pooled by a pooler of its own, the classifiers read both pooled features),
+whose second pooler may also read each predicted token's change from the context's last slice ("late_delta": as
+channels, "late_delta_tokens": as a second token set).
 
 `anticipation_tokens` is the one computation of the frozen features: the model's forward and the cached-feature
 probe sweep (`vjepa_vlm.eval.anticipation`) both call it.
@@ -29,6 +31,7 @@ from vjepa_vlm.configuration_vjepa2 import VJEPA2Config
 from vjepa_vlm.configuration_vjepa2_anticipation import (
     ANTICIPATION_FEATURES,
     ANTICIPATION_FUSIONS,
+    LATE_FUSIONS,
     VJEPA2AnticipationConfig,
 )
 from vjepa_vlm.modeling_vjepa2 import VJEPA2Model, VJEPA2PreTrainedModel
@@ -119,9 +122,18 @@ class VJEPA2AnticipationHead(nn.Module):
     its stream with a pooler of its own; late fusion is those two readers side by side. It costs one more pooler
     and classifiers of twice the input width.
 
+    `"late_delta"` and `"late_delta_tokens"` give the second pooler what a linear read-out of the two streams uses and
+    late fusion hides from it: how the predicted slice differs from the context's last slice (`change_stream`). With
+    late fusion no reader sees a predicted token next to the context token at its position (each pooler reads one
+    stream, the classifiers only pooled summaries), while the read-out's differences of slices are what let it read
+    context + future slice 10-13 points above the future slice alone (BENCHMARKS.md, "Action anticipation", seventh
+    session part 5). "late_delta" concatenates each predicted token with its change along channels and projects the
+    pair back to `hidden_size` (`change_projection`); "late_delta_tokens" appends the change tokens as one more slice
+    of the second stream.
+
     Args:
         config: a `VJEPA2AnticipationConfig` (or any `VJEPA2Config` with `num_verbs`, `num_nouns`, `num_actions`
-            and the pooler fields; "late" fusion also reads `context_frames` and `output_frames`).
+            and the pooler fields; the late fusions also read `context_frames` and `output_frames`).
     """
 
     def __init__(self, config: VJEPA2Config):
@@ -131,7 +143,7 @@ class VJEPA2AnticipationHead(nn.Module):
         # One learnable query per task; the pooler's cross-attention block and its output keep one row per query.
         self.pooler.query_tokens = nn.Parameter(torch.zeros(1, len(ANTICIPATION_TASKS), config.hidden_size))
         pooled_size = config.hidden_size
-        if self.fusion == "late":
+        if self.fusion in LATE_FUSIONS:
             self.predicted_pooler = VJEPA2AttentivePooler(config)
             self.predicted_pooler.query_tokens = nn.Parameter(
                 torch.zeros(1, len(ANTICIPATION_TASKS), config.hidden_size)
@@ -141,8 +153,10 @@ class VJEPA2AnticipationHead(nn.Module):
             tubelet = config.tubelet_size
             self.stream_slices = (config.context_frames // tubelet, config.output_frames // tubelet)
             pooled_size = 2 * config.hidden_size
+            if self.fusion == "late_delta":
+                self.change_projection = nn.Linear(2 * config.hidden_size, config.hidden_size)
         elif self.fusion != "early":
-            raise ValueError(f"anticipation_fusion must be 'early' or 'late', got {self.fusion!r}")
+            raise ValueError(f"anticipation_fusion must be one of {ANTICIPATION_FUSIONS}, got {self.fusion!r}")
         self.verb_classifier = nn.Linear(pooled_size, config.num_verbs)
         self.noun_classifier = nn.Linear(pooled_size, config.num_nouns)
         self.action_classifier = nn.Linear(pooled_size, config.num_actions)
@@ -150,10 +164,10 @@ class VJEPA2AnticipationHead(nn.Module):
 
     def forward(self, tokens: torch.Tensor, grid_size: tuple[int, int, int] | None = None) -> torch.Tensor:
         """(B, N, D) tokens -> (B, num_verbs + num_nouns + num_actions) logits, verbs first (`split_logits`)."""
-        if self.fusion == "late":
+        if self.fusion in LATE_FUSIONS:
             (context, context_grid), (predicted, predicted_grid) = self.split_streams(tokens, grid_size)
-            pooled = torch.cat((self.pooler(context, context_grid), self.predicted_pooler(predicted, predicted_grid)),
-                               dim=-1)
+            second, second_grid = self.second_stream(context, predicted, predicted_grid)
+            pooled = torch.cat((self.pooler(context, context_grid), self.predicted_pooler(second, second_grid)), dim=-1)
         else:
             pooled = self.pooler(tokens, grid_size)
         classifiers = (self.verb_classifier, self.noun_classifier, self.action_classifier)
@@ -166,13 +180,13 @@ class VJEPA2AnticipationHead(nn.Module):
         predicted slice as the predictor row's.
         """
         if grid_size is None:
-            raise ValueError("anticipation_fusion='late' needs the tokens' grid_size to split the two streams")
+            raise ValueError(f"anticipation_fusion={self.fusion!r} needs the tokens' grid_size to split the streams")
         context_slices, predicted_slices = self.stream_slices
         per_slice = grid_size[1] * grid_size[2]
         expected = (context_slices + predicted_slices) * per_slice
         if tokens.shape[1] != expected:
             raise ValueError(
-                f"anticipation_fusion='late' reads the {context_slices * per_slice} context tokens and the "
+                f"anticipation_fusion={self.fusion!r} reads the {context_slices * per_slice} context tokens and the "
                 f"{predicted_slices * per_slice} predicted tokens concatenated (anticipation_features='both', "
                 f"{context_slices} + {predicted_slices} slices of {per_slice} tokens), got {tokens.shape[1]} tokens: "
                 "a single-stream feature set (encoder or predictor) is read with 'early'"
@@ -180,8 +194,31 @@ class VJEPA2AnticipationHead(nn.Module):
         context, predicted = tokens.split((context_slices * per_slice, predicted_slices * per_slice), dim=1)
         return ((context, (context_slices, *grid_size[1:])), (predicted, (predicted_slices, *grid_size[1:])))
 
+    def second_stream(
+        self, context: torch.Tensor, predicted: torch.Tensor, grid: tuple[int, int, int]
+    ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """The tokens and grid the second pooler reads: the predicted slice ("late"), each predicted token with its
+        change channel-concatenated and projected ("late_delta"), or the change as the next slice
+        ("late_delta_tokens")."""
+        if self.fusion == "late":
+            return predicted, grid
+        change = change_stream(context, predicted, grid[1] * grid[2])
+        if self.fusion == "late_delta":
+            return self.change_projection(torch.cat((predicted, change), dim=-1)), grid
+        return torch.cat((predicted, change), dim=1), (2 * grid[0], *grid[1:])
+
     def split_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return logits.split(self.sizes, dim=-1)
+
+
+def change_stream(context: torch.Tensor, predicted: torch.Tensor, tokens_per_slice: int) -> torch.Tensor:
+    """`(B, Np, D)` change of each predicted token from the context token at its spatial position in the context's
+    last slice: both layer-normed without affine, the space in which the pretraining loss compares a prediction with
+    its target and the residual predictor copies the last slice. A copy of the last slice has no change."""
+    last = context[:, -tokens_per_slice:]
+    slices = predicted.shape[1] // tokens_per_slice
+    width = predicted.shape[-1:]
+    return F.layer_norm(predicted, width) - F.layer_norm(last, width).repeat(1, slices, 1)
 
 
 def check_anticipation_labels(labels: torch.Tensor, sizes: tuple[int, int, int], name: str = "labels") -> None:
@@ -315,11 +352,11 @@ def select_anticipation_features(
 ) -> torch.Tensor:
     """The tokens the probe reads for one of Table 20's rows (`ANTICIPATION_FEATURES`).
 
-    "both" is the two streams concatenated along tokens for either fusion (the head splits them for "late").
+    "both" is the two streams concatenated along tokens for every fusion (the head splits them for the late ones).
     """
     if fusion not in ANTICIPATION_FUSIONS:
         raise ValueError(f"anticipation fusion must be one of {ANTICIPATION_FUSIONS}, got {fusion!r}")
-    if fusion == "late" and features != "both":
+    if fusion in LATE_FUSIONS and features != "both":
         raise ValueError(f"late fusion pools the context and the predicted tokens separately: it needs the 'both' "
                          f"features, got {features!r}")
     if features == "encoder":
@@ -339,6 +376,7 @@ __all__ = [
     "anticipation_grid",
     "anticipation_masks",
     "anticipation_steps",
+    "change_stream",
     "check_anticipation_labels",
     "select_anticipation_features",
     "sigmoid_focal_loss",

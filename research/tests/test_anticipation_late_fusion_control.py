@@ -12,6 +12,7 @@ from vjepa_vlm.eval.anticipation import context_indices, load_context
 from vjepa_vlm.scripts import run_anticipation
 
 from vjepa_vlm import VJEPA2Config, VJEPA2Model
+from vjepa_vlm.modeling_vjepa2_anticipation import change_stream
 
 control = load_research_module("anticipation_late_fusion_control")
 
@@ -59,6 +60,20 @@ def test_the_both_row_reads_the_context_and_its_last_slice_with_late_fusion(root
         control.main(["--output", str(root / "x.json"), "--", *common, "--fusion", "early"])
     with pytest.raises(SystemExit):  # the copy needs no target encoder
         control.main(["--target-encoder", str(root / "target"), "--output", str(root / "x.json"), "--", *common])
+
+
+def test_a_late_delta_reader_reads_the_copy_with_no_change(root, monkeypatch):
+    common = ["--world", str(root / "world"), "--encoder", str(root / "encoder"), *SHARED]
+    summary, seen = run_recording(root, monkeypatch, ["--fusion", "late_delta", "--output", str(root / "delta.json"),
+                                                      "--", *common])
+    assert summary["fusion"] == "late_delta" and summary["second_stream"] == "last context slice"
+    (_, early), (both, fusion) = seen[8], seen[12]
+    assert early == "early" and fusion == "late_delta"
+    # The head's change input for the copy is zero by construction: under this reader the copy row reads the
+    # context alone.
+    assert change_stream(both[:, 0, :8], both[:, 0, 8:], 4).abs().max() == 0
+    with pytest.raises(SystemExit):  # the control's readers are the late fusions
+        control.main(["--fusion", "early", "--output", str(root / "x.json"), "--", *common])
 
 
 def test_the_real_stream_is_the_target_encoders_future_slice_of_each_training_context(root, monkeypatch):
