@@ -26,6 +26,8 @@ is redrawn from another reset seed; every episode's seeds are functions of (seed
     reach_with_object   starts holding the lifted block; block within 5 cm of its goal (carried 8-20 cm)
     pick_and_place      block within 5 cm of its goal on the table; three goal images (grasped, above the goal,
                         placed) pursued for 4, 10 and 4 steps (appendix B.2)
+    pick_and_place_subgoal  pick_and_place in five goal images: grasp_subgoal3's open fingers around the block and
+                        fingers closed on it, then pick_and_place's own three; the same draws, goals and criterion
 
 The distance curve of an episode is the gripper's distance to its goal (reach) or the block's distance to its
 final goal (the others), before every step and after the last. An episode that raises is recorded with its
@@ -68,9 +70,9 @@ GOAL_DRAWS = 8
 class Task:
     """A task: sub-goal step counts (one entry per goal image) and whether it starts holding the block.
 
-    A task with a `base` splits the base task's oracle run into stages: the same draws, start, final goal and
-    success criterion, with a goal image at the end of each stage; `stage_waypoints` says how many of the base's
-    waypoints each stage takes (one entry per goal image).
+    A task with a `base` splits the base task's oracle run into stages: the same draws, start, goal images at the
+    base's phase ends and success criterion, with a goal image at the end of each stage; `stage_waypoints` says
+    how many of the base's waypoints each stage takes (one entry per goal image).
     """
 
     name: str
@@ -95,13 +97,6 @@ class Task:
         """The task whose draws, goals and success criterion this one has: its base, or itself."""
         return self.base or self.name
 
-    @property
-    def goals_from_start(self) -> bool:
-        # A split task renders each goal image from its own oracle run from the start, the final one uninterrupted:
-        # rendering in the middle of a run perturbs the contact solver (the block ends up to 2 mm elsewhere), so
-        # only an uninterrupted run gives the base task's final goal exactly.
-        return self.base is not None
-
 
 TASKS = {
     task.name: task
@@ -115,6 +110,9 @@ TASKS = {
         Task("grasp_subgoal3", (6, 2, 4), base="grasp", stage_waypoints=(2, 1, 1)),
         Task("reach_with_object", (10,), holding_start=True),
         Task("pick_and_place", (4, 10, 4)),
+        # Around the block, closed on it, lifted (grasp_subgoal3's 6, 2, 4), above the target, set down and released:
+        # the oracle needs 6, 2, 3, 3-4 and 3 + 2 steps (episodes 0-19); one more for each move after the grip.
+        Task("pick_and_place_subgoal", (6, 2, 4, 5, 6), base="pick_and_place", stage_waypoints=(2, 1, 1, 1, 2)),
     )
 }
 
@@ -246,10 +244,10 @@ def _split_stages(phases: list[Phase], stage_waypoints: tuple[int, ...]) -> list
 
 def _plan_phases(task: Task, env: FetchCamera, rng: np.random.Generator) -> tuple[list[Phase], np.ndarray | None]:
     """The oracle's phases towards a freshly drawn goal, from the current state, and where they mean to leave the
-    block on the table (push, pick-and-place; None for the others). A split task draws as its base task does."""
+    block on the table (push, pick-and-place; None for the others). A split task draws as its base task does and
+    gets the base's phases (`make_setup` splits them into stages)."""
     if task.base is not None:
-        phases, intended = _plan_phases(TASKS[task.base], env, rng)
-        return _split_stages(phases, task.stage_waypoints), intended
+        return _plan_phases(TASKS[task.base], env, rng)
     gripper, block, table = env.state()[:3].astype(np.float64), env.block_pose()[:3].astype(np.float64), env.table_height
 
     def offset(low: float, high: float, z: tuple[float, float]) -> np.ndarray:
@@ -305,9 +303,39 @@ def _acceptable(task: Task, env: FetchCamera, start_gripper: np.ndarray, start_b
     return np.linalg.norm(goal_block - start_block) > 2 * SUCCESS_M
 
 
+def _stage_goals(env: FetchCamera, start: np.ndarray, base_phases: list[Phase], stages: list[Phase],
+                 frame_skip: int = FRAME_SKIP) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The goal image, gripper and block position at the end of every stage, each as the base task's oracle run
+    makes it; the simulator is left wherever the last run ended.
+
+    The base task renders its goal images in one oracle run, at the end of each of its phases, and a render in the
+    middle of a run perturbs the contact solver (the block ends up to 2 mm elsewhere than without it). So every
+    stage end comes from an oracle run from the start that renders at each base phase end it passes, as the base's
+    run does: the goals at the base's phase ends are the base's own, to the bit (one run gives them all), and a
+    stage that ends inside a base phase costs one more run from the start, stopped there.
+    """
+    waypoints = [w for phase in base_phases for w in phase.waypoints]
+    renders = list(itertools.accumulate(len(phase.waypoints) for phase in base_phases))
+    ends = list(itertools.accumulate(len(stage.waypoints) for stage in stages))
+    goals = {}
+    for run, end in enumerate([ends[-1], *(e for e in reversed(ends) if e not in renders)]):
+        if run:
+            env.set_state(start)
+        done = 0
+        for point in [*(r for r in renders if r < end), end]:
+            run_waypoints(env, waypoints[done:point], frame_skip)
+            done = point
+            frame = env.render()
+            if point in ends and point not in goals:
+                goals[point] = frame, env.state()[:3].copy(), env.block_pose()[:3].copy()
+    frames, grippers, blocks = zip(*(goals[end] for end in ends), strict=True)
+    return list(frames), list(grippers), list(blocks)
+
+
 def make_setup(env: FetchCamera, task: Task, seed: int, index: int, frame_skip: int = FRAME_SKIP) -> EpisodeSetup:
     """Reset, (grasp first for tasks that start holding the block), draw a goal, have the oracle reach it without
-    rendering, render each phase's end as a goal image, and restore the start.
+    rendering, render each phase's (a split task: stage's) end as a goal image (`_stage_goals`), and restore the
+    start.
 
     Raises:
         RuntimeError: no acceptable goal in `GOAL_DRAWS` draws.
@@ -322,22 +350,9 @@ def make_setup(env: FetchCamera, task: Task, seed: int, index: int, frame_skip: 
                 continue
         start = env.get_state()
         start_gripper, start_block = env.state()[:3].copy(), env.block_pose()[:3].copy()
-        phases, intended = _plan_phases(task, env, rng)
-        frames, grippers, blocks = [], [], []
-        if task.goals_from_start:
-            for end in range(len(phases), 0, -1):
-                if end < len(phases):
-                    env.set_state(start)
-                run_waypoints(env, [w for phase in phases[:end] for w in phase.waypoints], frame_skip)
-                frames.insert(0, env.render())
-                grippers.insert(0, env.state()[:3].copy())
-                blocks.insert(0, env.block_pose()[:3].copy())
-        else:
-            for phase in phases:
-                run_waypoints(env, phase.waypoints, frame_skip)
-                frames.append(env.render())
-                grippers.append(env.state()[:3].copy())
-                blocks.append(env.block_pose()[:3].copy())
+        base_phases, intended = _plan_phases(task, env, rng)
+        phases = _split_stages(base_phases, task.stage_waypoints) if task.base is not None else base_phases
+        frames, grippers, blocks = _stage_goals(env, start, base_phases, phases, frame_skip)
         ok = _acceptable(task, env, start_gripper, start_block, grippers[-1], blocks[-1], intended)
         env.set_state(start)
         if ok:

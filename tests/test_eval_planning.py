@@ -153,6 +153,33 @@ def test_grasp_subgoals_split_grasp_s_own_run_into_stages(env, name, schedule):
     assert policy.goal_indices == schedule and not still["success"] and max(still["block_lifts_m"]) < 0.005
 
 
+def test_pick_and_place_subgoal_keeps_pick_and_place_s_own_goals_and_adds_the_grasp_s(env):
+    base, split = make_setup(env, TASKS["pick_and_place"], seed=0, index=1), make_setup(env, TASKS["pick_and_place_subgoal"], seed=0, index=1)
+    assert base.reset_seed == split.reset_seed and np.array_equal(base.start_state, split.start_state)
+    # pick_and_place renders its three goals in one oracle run; the split task's goals at those points (lifted,
+    # above the target, set down and released) are the same to the bit, so are its draws and success criterion.
+    assert len(split.goal_frames) == 5 and len(base.goal_frames) == 3
+    for name in ("goal_frames", "goal_gripper", "goal_block"):
+        assert all(np.array_equal(a, b) for a, b in zip(getattr(base, name), getattr(split, name)[2:], strict=True)), name
+    # The two goals added before the lift are the grasp's, from an uninterrupted run from the start: open fingers
+    # around the block, then closed on it, the block still on the table.
+    grasp = make_setup(env, TASKS["grasp_subgoal3"], seed=0, index=1)
+    assert grasp.reset_seed == split.reset_seed
+    assert all(np.array_equal(a, b) for a, b in zip(grasp.goal_frames[:2], split.goal_frames[:2], strict=True))
+    env.set_state(split.start_state)
+    start_block = env.block_pose()[:3].copy()
+    assert np.linalg.norm(split.goal_block[1] - start_block) < 0.005 and split.goal_block[2][2] - start_block[2] > 2 * LIFT_M
+    oracle = run_episode(env, split, OraclePolicy())
+    # The oracle keeps to its own pace: at the grip's switches it is where the goals show it, and it ends on the
+    # last; the lifted and above-target points it has already left when those stages' steps are spent.
+    gripper_m = oracle["subgoal_gripper_m"]
+    assert oracle["success"] and len(gripper_m) == 5 and max(gripper_m[0], gripper_m[1], gripper_m[4]) < 0.02
+    assert oracle["fingers_m"][-1] > 0.09 and oracle["block_lifts_m"][-1] < 0.005  # released on the table
+    policy = StillRecordingSubgoals()
+    run_episode(env, split, policy)
+    assert policy.goal_indices == [i for i, n in enumerate(TASKS["pick_and_place_subgoal"].subgoal_steps) for _ in range(n)]
+
+
 def test_bc_reads_the_goal_image_of_the_sub_goal_it_is_given(env):
     """Fairness of push_subgoal: BC, like the planner, is conditioned on the current sub-goal's image."""
     model = randomize_(VJEPA2WorldModel(VJEPA2WorldModelConfig.from_preset("vjepa2-ac-tiny")), seed=0).eval()
