@@ -102,7 +102,7 @@ class AnticipationTask:
     Args:
         config: a `VJEPA2AnticipationConfig` (class counts, focal loss settings).
         fusion: how the heads read the "both" features (`anticipation_fusion`); default the config's. Late-fusion
-            heads ("late", "late_delta", "late_delta_tokens") take only the "both" concatenation; single-stream rows
+            heads ("late", "late_delta") take only the "both" concatenation; single-stream rows
             (encoder, predictor) are read with "early".
     """
 

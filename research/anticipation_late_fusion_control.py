@@ -20,7 +20,7 @@ reader can use a future slice and the predictor is what falls short.
 This runs `run_anticipation.main` with the given arguments and `--fusion late` (or the control's `--fusion`, another
 late fusion), the tokens cached for the predicted stream being the chosen slice; everything else (split, draws,
 seeds, heads, the encoder row) is the command's own, so the "both" row pairs by seed with a run of the same arguments
-and fusion. Under `late_delta` / `late_delta_tokens` the second pooler also reads each slice token's change from the
+and fusion. Under `late_delta` the second pooler also reads each slice token's change from the
 context's last slice, which is zero for the copy by construction: that copy row reads the context alone (its last
 slice twice) with a dead change input, so plain late fusion's copy row stays the control to beat as well. A
 "predictor" row, if asked for, reads the chosen slice alone. The result JSON is run_anticipation's with

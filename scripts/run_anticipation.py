@@ -16,8 +16,8 @@ frozen encoder and predictor run once per context (`extract_anticipation_tokens`
 lr x wd sweep (`vjepa_vlm.eval.probe.train_probe_sweep`) trains on the cached tokens, once per `--features` row of
 Table 20 (encoder tokens, predicted tokens, both) and probe seed. `--fusion late` reads the "both" row with a pooler
 per stream and classifiers on the two pooled features (ours; `early`, the default, is the reference's one pooler
-over the concatenated tokens); `late_delta` and `late_delta_tokens` also give the second pooler each predicted
-token's change from the context's last slice. `--val-fraction` of the training videos (drawn per
+over the concatenated tokens); `late_delta` also gives the second pooler each predicted token's change from the
+context's last slice. `--val-fraction` of the training videos (drawn per
 action class with `--val-seed`) is held out at 1 s; `--train-clips N` trains the probes on N of the rest (drawn per
 action class with `--train-clips-seed`; the label-scarce regime), validation and test unchanged. Each seed's head is the one with the best validation action
 recall@5, and its mean-class recall@1/@5 for verb, noun and action is reported on the test split at every
@@ -76,9 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fusion", choices=ANTICIPATION_FUSIONS, default="early",
                         help="how the probe reads the 'both' row: early (the reference: one pooler over the "
                              "concatenated tokens), late (ours: each stream pooled by its own pooler, the "
-                             "classifiers read both pooled features), late_delta / late_delta_tokens (late, the "
-                             "second pooler also reading each predicted token's change from the context's last "
-                             "slice, as channels / as tokens); the single-stream rows are unchanged")
+                             "classifiers read both pooled features) or late_delta (late, the second pooler also "
+                             "reading each predicted token's change from the context's last slice); the "
+                             "single-stream rows are unchanged")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds (init and shuffling)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--val-seed", type=int, default=0, help="seed of the validation split and training draws")

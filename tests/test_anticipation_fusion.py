@@ -1,6 +1,6 @@
 """Late fusion of the anticipation probe (`anticipation_fusion`): each stream pooled alone, the pooled features
 concatenated, the second pooler optionally also reading each predicted token's change from the context's last slice
-(`late_delta`, `late_delta_tokens`); the reference's early fusion (one pooler over the concatenated tokens) stays the
+(`late_delta`); the reference's early fusion (one pooler over the concatenated tokens) stays the
 default."""
 
 import pytest
@@ -75,20 +75,16 @@ def test_change_stream_is_each_predicted_tokens_change_from_the_same_position_in
     assert change_stream(context, 2 * last, 4).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("fusion", ["late_delta", "late_delta_tokens"])
-def test_late_delta_heads_give_the_second_pooler_the_predicted_slice_and_its_change(fusion):
-    head = tiny_model(anticipation_fusion=fusion, probe_position_embedding="sincos").eval().head
+def test_late_delta_head_gives_the_second_pooler_each_predicted_token_with_its_change():
+    head = tiny_model(anticipation_fusion="late_delta", probe_position_embedding="sincos").eval().head
     late = tiny_model(anticipation_fusion="late").head
     extra = sum(p.numel() for p in head.parameters()) - sum(p.numel() for p in late.parameters())
-    assert extra == (2 * 64 * 64 + 64 if fusion == "late_delta" else 0)  # the channel pair's projection
+    assert extra == 2 * 64 * 64 + 64  # the channel pair's projection
     encoded, predicted = torch.randn(2, 8, 64), torch.randn(2, 4, 64)
-    tokens = select_anticipation_features(encoded, predicted, "both", fusion)
+    tokens = select_anticipation_features(encoded, predicted, "both", "late_delta")
     change = change_stream(encoded, predicted, 4)
     with torch.no_grad():
-        if fusion == "late_delta":
-            second = head.predicted_pooler(head.change_projection(torch.cat((predicted, change), -1)), (1, 2, 2))
-        else:  # the change tokens as the slice after the predicted one
-            second = head.predicted_pooler(torch.cat((predicted, change), 1), (2, 2, 2))
+        second = head.predicted_pooler(head.change_projection(torch.cat((predicted, change), -1)), (1, 2, 2))
         pooled = torch.cat((head.pooler(encoded, (2, 2, 2)), second), dim=-1)
         expected = torch.cat((head.verb_classifier(pooled[:, 0]), head.noun_classifier(pooled[:, 1]),
                               head.action_classifier(pooled[:, 2])), dim=-1)
@@ -98,7 +94,7 @@ def test_late_delta_heads_give_the_second_pooler_the_predicted_slice_and_its_cha
         assert not torch.equal(head(torch.cat((moved, predicted), 1), (3, 2, 2)), head(tokens, (3, 2, 2)))
 
 
-@pytest.mark.parametrize("fusion", ["late", "late_delta", "late_delta_tokens"])
+@pytest.mark.parametrize("fusion", ["late", "late_delta"])
 def test_saved_late_fusion_models_reload_with_identical_logits(tmp_path, fusion):
     model = tiny_model(anticipation_fusion=fusion, probe_position_embedding="sincos").eval()
     clips, labels = torch.randn(2, 4, 3, 32, 32), torch.tensor([[0, 1, 2], [2, 3, 5]])
@@ -117,7 +113,7 @@ def test_saved_late_fusion_models_reload_with_identical_logits(tmp_path, fusion)
 
 
 def test_late_fusion_with_a_single_stream_feature_set_is_refused():
-    for fusion in ("late", "late_delta", "late_delta_tokens"):
+    for fusion in ("late", "late_delta"):
         with pytest.raises(StrictDataclassClassValidationError, match="needs anticipation_features='both'"):
             tiny_model(anticipation_features="encoder", anticipation_fusion=fusion)
         with pytest.raises(ValueError, match="late fusion .* needs the 'both' features, got 'encoder'"):
@@ -146,7 +142,7 @@ def streams(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens[:, None], torch.stack((verbs, nouns, verbs * 2 + nouns % 2), dim=1)
 
 
-@pytest.mark.parametrize("fusion", ["late", "late_delta", "late_delta_tokens"])
+@pytest.mark.parametrize("fusion", ["late", "late_delta"])
 def test_sweep_trains_late_fusion_heads_on_the_both_features(fusion):
     model = tiny_model()
     train, train_labels = streams(72, 0)

@@ -14,8 +14,8 @@ from vjepa_vlm.configuration_vjepa2 import PRESETS, VJEPA2Config
 
 ANTICIPATION_FEATURES = ("encoder", "predictor", "both")  # Table 20's three rows
 # How the probe reads "both": the reference's one token sequence, or ours: each stream pooled alone (late), the
-# second stream given its change from the context's last slice, as channels (late_delta) or as tokens.
-ANTICIPATION_FUSIONS = ("early", "late", "late_delta", "late_delta_tokens")
+# second stream with each token's change from the context's last slice (late_delta).
+ANTICIPATION_FUSIONS = ("early", "late", "late_delta")
 LATE_FUSIONS = ANTICIPATION_FUSIONS[1:]
 
 
@@ -39,8 +39,8 @@ class VJEPA2AnticipationConfig(VJEPA2Config):
             pooled alone and every classifier reads the two pooled features concatenated), "late_delta" (ours: late
             fusion whose second pooler reads each predicted token together with its change from the context token
             at its position in the context's last slice, both layer-normed as the pretraining loss compares them,
-            channel-concatenated and projected to `hidden_size`) or "late_delta_tokens" (the same change as a second
-            set of tokens, a slice after the predicted one). The late fusions need `anticipation_features="both"`.
+            channel-concatenated and projected to `hidden_size`). The late fusions need
+            `anticipation_features="both"`.
         predictor_mask_index (`int`): Which learnable mask token fills the predicted positions (the reference's
             default, 1).
         focal_alpha (`float`): Weight of positives in the sigmoid focal loss (0.25).

@@ -8,8 +8,7 @@ learnable queries (verb, noun, action) attends to the encoder tokens, the predic
 (Table 20), and three linear heads give the logits; the loss is the sigmoid focal loss summed over the three.
 For both, `anticipation_fusion` picks the reference's early fusion (one pooler over the concatenated tokens, the
 default) or our late fusion (each stream pooled by a pooler of its own, the classifiers read both pooled features),
-whose second pooler may also read each predicted token's change from the context's last slice ("late_delta": as
-channels, "late_delta_tokens": as a second token set).
+whose second pooler may also read each predicted token's change from the context's last slice ("late_delta").
 
 `anticipation_tokens` is the one computation of the frozen features: the model's forward and the cached-feature
 probe sweep (`vjepa_vlm.eval.anticipation`) both call it.
@@ -122,14 +121,15 @@ class VJEPA2AnticipationHead(nn.Module):
     its stream with a pooler of its own; late fusion is those two readers side by side. It costs one more pooler
     and classifiers of twice the input width.
 
-    `"late_delta"` and `"late_delta_tokens"` give the second pooler what a linear read-out of the two streams uses and
-    late fusion hides from it: how the predicted slice differs from the context's last slice (`change_stream`). With
+    `"late_delta"` gives the second pooler what a linear read-out of the two streams uses and late fusion hides from
+    it: how the predicted slice differs from the context's last slice (`change_stream`). With
     late fusion no reader sees a predicted token next to the context token at its position (each pooler reads one
     stream, the classifiers only pooled summaries), while the read-out's differences of slices are what let it read
     context + future slice 10-13 points above the future slice alone (BENCHMARKS.md, "Action anticipation", seventh
-    session part 5). "late_delta" concatenates each predicted token with its change along channels and projects the
-    pair back to `hidden_size` (`change_projection`); "late_delta_tokens" appends the change tokens as one more slice
-    of the second stream.
+    session part 5). It concatenates each predicted token with its change along channels and projects the pair back
+    to `hidden_size` (`change_projection`). Channels, not the change as a second set of tokens: with the real future
+    slice that read the verb 7-10 points worse, no better than plain late fusion (BENCHMARKS.md, eighth session;
+    likely because the pooler layer-norms each token, which erases how large a change token is).
 
     Args:
         config: a `VJEPA2AnticipationConfig` (or any `VJEPA2Config` with `num_verbs`, `num_nouns`, `num_actions`
@@ -197,15 +197,12 @@ class VJEPA2AnticipationHead(nn.Module):
     def second_stream(
         self, context: torch.Tensor, predicted: torch.Tensor, grid: tuple[int, int, int]
     ) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        """The tokens and grid the second pooler reads: the predicted slice ("late"), each predicted token with its
-        change channel-concatenated and projected ("late_delta"), or the change as the next slice
-        ("late_delta_tokens")."""
+        """The tokens and grid the second pooler reads: the predicted slice ("late"), or each predicted token with its
+        change channel-concatenated and projected ("late_delta")."""
         if self.fusion == "late":
             return predicted, grid
         change = change_stream(context, predicted, grid[1] * grid[2])
-        if self.fusion == "late_delta":
-            return self.change_projection(torch.cat((predicted, change), dim=-1)), grid
-        return torch.cat((predicted, change), dim=1), (2 * grid[0], *grid[1:])
+        return self.change_projection(torch.cat((predicted, change), dim=-1)), grid
 
     def split_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return logits.split(self.sizes, dim=-1)
