@@ -122,14 +122,16 @@ class VJEPA2AnticipationHead(nn.Module):
     and classifiers of twice the input width.
 
     `"late_delta"` gives the second pooler what a linear read-out of the two streams uses and late fusion hides from
-    it: how the predicted slice differs from the context's last slice (`change_stream`). With
-    late fusion no reader sees a predicted token next to the context token at its position (each pooler reads one
-    stream, the classifiers only pooled summaries), while the read-out's differences of slices are what let it read
-    context + future slice 10-13 points above the future slice alone (BENCHMARKS.md, "Action anticipation", seventh
-    session part 5). It concatenates each predicted token with its change along channels and projects the pair back
-    to `hidden_size` (`change_projection`). Channels, not the change as a second set of tokens: with the real future
-    slice that read the verb 7-10 points worse, no better than plain late fusion (BENCHMARKS.md, eighth session;
-    likely because the pooler layer-norms each token, which erases how large a change token is).
+    it: how the predicted slice differs from the context's last slice (`change_stream`). With late fusion no reader
+    sees a predicted token next to the context token at its position (each pooler reads one stream, the classifiers
+    only pooled summaries), while the read-out's differences of slices are what let it read context + future slice
+    10-13 points above the future slice alone (BENCHMARKS.md, "Action anticipation", seventh session part 5). It
+    concatenates each predicted token with its change along channels and projects the pair back to `hidden_size`
+    (`change_projection`). Channels, not the change as a second set of tokens: with the real future slice that read
+    the verb 7-10 points worse, no better than plain late fusion (eighth session; likely because the pooler
+    layer-norms each token, which erases how large a change token is). The projection lifts any second slice, a copy
+    of the context's last slice (whose change is zero) included, so a predictor's row is paired with the copy read
+    the same way.
 
     Args:
         config: a `VJEPA2AnticipationConfig` (or any `VJEPA2Config` with `num_verbs`, `num_nouns`, `num_actions`
